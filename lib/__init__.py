@@ -1,0 +1,1 @@
+"""Generic helpers shared by the DHFR scripts: atomic file I/O, logging, distributed setup."""

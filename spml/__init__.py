@@ -1,0 +1,1 @@
+"""DHFR training machinery: configuration, data pipeline, losses and clustering."""
