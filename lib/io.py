@@ -7,8 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -30,7 +28,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through :func:`atomic_path`."""
+    """``torch.save`` through :func:`atomic_path` (torch imported here: data tools need no torch)."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

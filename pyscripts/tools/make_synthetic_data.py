@@ -1,0 +1,100 @@
+"""Write a small synthetic scribble RGB-D dataset in the release layout, with its list files.
+
+Usage: python pyscripts/tools/make_synthetic_data.py --root DIR [--num-train N] [--num-test N] [--seed S]
+
+Layout (as the release's data root): ``DIR/sod/RGB_Train/*.jpg``, ``Depth_Train/*.bmp``,
+``scribble_tip/*.png`` (0/1/2), ``hed/*.jpg``, ``contours_sum/*.png`` and
+``DIR/sod/Test/<SET>/{RGB/*.jpg, depth/*.bmp, GT/*.png}`` for the sets SYN-A and SYN-B;
+lists in ``DIR/lists/``. Scene i of a split depends only on (seed, split, i), so the same
+arguments give identical bytes. Every file is written atomically.
+"""
+from __future__ import annotations
+
+import sys, pathlib
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from lib.io import atomic_path
+from spml.data.lists import (TEST_FOLDERS, TRAIN_FOLDERS, TestSample, TrainSample, default_test_list,
+                             default_train_list, write_test_list, write_train_list)
+from spml.data.synthetic import make_scene
+
+TEST_SET_NAMES = ("SYN-A", "SYN-B")
+ENCODE_PARAMS = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".png": [cv2.IMWRITE_PNG_COMPRESSION, 3], ".bmp": []}
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Encode an RGB or grey uint8 array by the file's extension and write it atomically."""
+    pixels = image[..., ::-1] if image.ndim == 3 else image
+    ok, encoded = cv2.imencode(path.suffix, np.ascontiguousarray(pixels), ENCODE_PARAMS[path.suffix])
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+
+
+def write_train_split(root: Path, count: int, seed: int) -> list[TrainSample]:
+    samples = []
+    for index in tqdm(range(count), desc="train scenes", unit="scene"):
+        scene = make_scene(np.random.default_rng([seed, 0, index]))
+        stem = f"syn_{index:05d}"
+        sample = TrainSample(
+            rgb=root / TRAIN_FOLDERS["rgb"] / f"{stem}.jpg",
+            depth=root / TRAIN_FOLDERS["depth"] / f"{stem}.bmp",
+            scribble=root / TRAIN_FOLDERS["scribble"] / f"{stem}.png",
+            hed=root / TRAIN_FOLDERS["hed"] / f"{stem}.jpg",
+            contour=root / TRAIN_FOLDERS["contour"] / f"{stem}.png",
+        )
+        for path, image in zip(sample, (scene.rgb, scene.depth, scene.scribble, scene.hed, scene.contour)):
+            write_image(path, image)
+        samples.append(sample)
+    return samples
+
+
+def write_test_split(set_dir: Path, split: int, count: int, seed: int) -> list[TestSample]:
+    samples = []
+    for index in tqdm(range(count), desc=f"{set_dir.name} scenes", unit="scene"):
+        scene = make_scene(np.random.default_rng([seed, split, index]))
+        stem = f"{set_dir.name.lower().replace('-', '_')}_{index:05d}"
+        sample = TestSample(
+            rgb=set_dir / TEST_FOLDERS["rgb"] / f"{stem}.jpg",
+            depth=set_dir / TEST_FOLDERS["depth"] / f"{stem}.bmp",
+            gt=set_dir / TEST_FOLDERS["gt"] / f"{stem}.png",
+        )
+        for path, image in zip(sample, (scene.rgb, scene.depth, scene.mask.astype(np.uint8) * 255)):
+            write_image(path, image)
+        samples.append(sample)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, type=Path, help="data root to write (DIR/sod/...)")
+    parser.add_argument("--num-train", type=int, default=40, help="training scenes (default 40)")
+    parser.add_argument("--num-test", type=int, default=10, help="scenes per test set (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    args = parser.parse_args()
+    if args.num_train < 1 or args.num_test < 1:
+        parser.error("--num-train and --num-test must be at least 1")
+
+    root = args.root.resolve()
+    train = write_train_split(root, args.num_train, args.seed)
+    # Lists are written from what was just generated (not by scanning), so re-running into an
+    # existing root with other counts never lists stale files.
+    write_train_list(train, default_train_list(root), root)
+    for split, set_name in enumerate(TEST_SET_NAMES, start=1):
+        samples = write_test_split(root / "sod" / "Test" / set_name, split, args.num_test, args.seed)
+        write_test_list(samples, default_test_list(root, set_name), root)
+    print(f"wrote {args.num_train} training scenes and {len(TEST_SET_NAMES)} test sets "
+          f"({', '.join(TEST_SET_NAMES)}) x {args.num_test} scenes under {root / 'sod'} "
+          f"(seed {args.seed}), lists in {root / 'lists'}")
+
+
+if __name__ == "__main__":
+    main()

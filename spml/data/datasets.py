@@ -1,0 +1,108 @@
+"""Datasets of scribble-annotated training samples and of RGB-D test images (SPEC §3).
+
+Randomness of the training augmentation: each :class:`ScribbleTrainDataset` owns a
+``random.Random`` seeded with its ``seed``. In the main process (``num_workers=0``) it is
+one stream over the whole run. With DataLoader workers, pass ``worker_init_fn=seed_worker``:
+every worker re-seeds its copy of the dataset from ``(seed, torch worker seed)``; the torch
+worker seed is drawn by the DataLoader from its ``generator`` (or the global torch RNG) at
+each epoch, so a run with the same seeds draws the same augmentations, and epochs differ.
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, get_worker_info
+
+from spml.data.errors import DataError, log_repair_once
+from spml.data.image_io import read_depth, read_gray, read_rgb
+from spml.data.lists import TestSample, TrainSample
+from spml.data.transforms import eval_inputs, train_sample
+
+SCRIBBLE_LABELS = (0, 1, 2)
+
+
+def read_scribble(path: str | os.PathLike) -> np.ndarray:
+    """HxW uint8 scribble labels; any value other than 0/1/2 raises DataError naming the file."""
+    scribble = read_gray(path)
+    bad_values = np.setdiff1d(np.unique(scribble), SCRIBBLE_LABELS)
+    if bad_values.size:
+        raise DataError(f"scribble file {path} has values other than 0/1/2: {bad_values[:10].tolist()}")
+    return scribble
+
+
+def match_size(image_u8: np.ndarray, height: int, width: int, resample: Image.Resampling,
+               path: str | os.PathLike) -> np.ndarray:
+    """Resize a map to the RGB image's size (SPEC §3.1 repair, logged once per file)."""
+    if image_u8.shape[:2] == (height, width):
+        return image_u8
+    log_repair_once(path, f"size {image_u8.shape[1]}x{image_u8.shape[0]} resized to the RGB size {width}x{height}")
+    return np.asarray(Image.fromarray(image_u8).resize((width, height), resample))
+
+
+class ScribbleTrainDataset(Dataset):
+    """Training samples after SPEC §3.2; items are dicts of ``image``, ``depth``,
+    ``semantic_label``, ``instance_label``, ``contour_sum_label`` and ``name`` (the RGB stem)."""
+
+    def __init__(self, samples: Sequence[TrainSample], crop_size: int = 224, seed: int = 0) -> None:
+        if not samples:
+            raise DataError("ScribbleTrainDataset: no training samples")
+        self.samples = list(samples)
+        self.crop_size = crop_size
+        self.seed = seed
+        self._rng = random.Random(seed)
+
+    def reseed(self, stream: int) -> None:
+        """Restart the augmentation stream from ``(seed, stream)``: :func:`seed_worker` passes the
+        worker's torch seed; a caller may also pass a per-(epoch, index) number."""
+        self._rng.seed(f"{self.seed}/{stream}")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        sample = self.samples[index]
+        rgb = read_rgb(sample.rgb)
+        height, width = rgb.shape[:2]
+        depth = match_size(read_depth(sample.depth), height, width, Image.BILINEAR, sample.depth)
+        scribble = match_size(read_scribble(sample.scribble), height, width, Image.NEAREST, sample.scribble)
+        hed = match_size(read_gray(sample.hed), height, width, Image.NEAREST, sample.hed)
+        contour = match_size(read_gray(sample.contour), height, width, Image.NEAREST, sample.contour)
+        item: dict[str, torch.Tensor | str] = dict(
+            train_sample(rgb, depth, scribble, hed, contour, self._rng, self.crop_size))
+        item["name"] = sample.rgb.stem
+        return item
+
+
+class RGBDTestDataset(Dataset):
+    """Test images after SPEC §3.3; items are dicts of ``image``, ``depth``, ``name`` (stem)
+    and ``index`` (position in ``samples``, whose ``gt`` keeps the original resolution)."""
+
+    def __init__(self, samples: Sequence[TestSample], size: int = 224) -> None:
+        if not samples:
+            raise DataError("RGBDTestDataset: no test samples")
+        self.samples = list(samples)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | int]:
+        sample = self.samples[index]
+        image, depth = eval_inputs(read_rgb(sample.rgb), read_depth(sample.depth), self.size)
+        return {"image": image, "depth": depth, "name": sample.rgb.stem, "index": index}
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed ``random``, numpy and a training dataset's stream
+    from the worker's torch seed."""
+    info = get_worker_info()
+    worker_seed = info.seed % 2**32
+    random.seed(worker_seed)
+    np.random.seed(worker_seed)
+    if isinstance(info.dataset, ScribbleTrainDataset):
+        info.dataset.reseed(worker_seed)
