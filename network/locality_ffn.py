@@ -1,0 +1,50 @@
+"""LocalViT's locality feed-forward network: 1x1 expand, depthwise 3x3, squeeze-excite, 1x1 project (SPEC §1.1)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SE_HIDDEN = 16
+"""Squeeze-excite hidden width: ``4C / (C / 4) = 16`` for every stage."""
+
+
+class SqueezeExcite(nn.Module):
+    """``u * hsig(fc2(relu(fc1(mean_hw(u)))))`` on ``[B, C, h, w]``."""
+
+    def __init__(self, channels: int, hidden: int = SE_HIDDEN) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.Linear(channels, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, channels),
+            nn.Hardsigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc(x.mean(dim=(2, 3)))[:, :, None, None]
+
+
+class LocalityFFN(nn.Module):
+    """Residual locality feed-forward on ``[B, C, h, w]`` with hidden width ``4C``.
+
+    ``x + BN(Conv1x1(SE(hs(BN(DWConv3x3(hs(BN(Conv1x1(x)))))))))``; ``hs`` is h-swish.
+    Submodule indices of ``conv`` are the release's state-dict names.
+    """
+
+    def __init__(self, dim: int, expansion: int = 4) -> None:
+        super().__init__()
+        hidden = dim * expansion
+        self.conv = nn.Sequential(
+            nn.Conv2d(dim, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.Hardswish(),
+            nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.Hardswish(),
+            SqueezeExcite(hidden),
+            nn.Conv2d(hidden, dim, 1, bias=False),
+            nn.BatchNorm2d(dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)

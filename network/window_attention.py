@@ -1,0 +1,106 @@
+"""Window self-attention with relative position bias and optional saliency guidance (SPEC §1.1, §1.3).
+
+Top-down: the additive masks a block feeds to its attention (Swin shift-region mask, saliency
+foreground/background masks), then :class:`WindowAttention` itself. Window tensors are laid out
+``[B * num_windows, N, C]`` with ``N = window_size ** 2``, windows in row-major order per image.
+"""
+from __future__ import annotations
+
+import torch
+from timm.layers import trunc_normal_
+from timm.models.swin_transformer import get_relative_position_index, window_partition
+from torch import nn
+
+MASKED_LOGIT = -100.0
+"""Additive logit for a disallowed query/key pair (the release uses -100, not -inf)."""
+
+FOREGROUND_THRESHOLD = 0.8
+BACKGROUND_THRESHOLD = 0.2
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """0 where ``allowed`` (bool) holds, :data:`MASKED_LOGIT` elsewhere; same shape."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, MASKED_LOGIT)
+
+
+def member_pairs(member: torch.Tensor) -> torch.Tensor:
+    """``[W, N]`` bool -> ``[W, N, N]`` bool: query and key are both members."""
+    return member.unsqueeze(2) & member.unsqueeze(1)
+
+
+def shifted_window_mask(grid: int, window_size: int, shift: int) -> torch.Tensor:
+    """Swin region mask ``[num_windows, N, N]`` for a cyclically shifted ``grid x grid`` map.
+
+    Regions are the slices ``[0:-ws], [-ws:-shift], [-shift:]`` on each axis (SPEC §1.1);
+    tokens of different regions get :data:`MASKED_LOGIT`.
+    """
+    bounds = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
+    region = torch.zeros(1, grid, grid, 1)
+    for row, rows in enumerate(bounds):
+        for col, cols in enumerate(bounds):
+            region[:, rows, cols, :] = row * len(bounds) + col
+    windows = window_partition(region, (window_size, window_size)).flatten(1)
+    return additive_mask(windows.unsqueeze(2) == windows.unsqueeze(1))
+
+
+def saliency_window_masks(saliency: torch.Tensor, window_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Foreground and background attention masks from a saliency map (SPEC §1.3).
+
+    ``saliency`` ``[B, 1, h, w]`` is partitioned into windows *without* any cyclic shift
+    (release quirk). Returns ``(fg, bg)``, each ``[B * num_windows, 1, N, N]`` additive
+    (broadcast over heads), from ``saliency >= 0.8`` and ``saliency < 0.2``.
+    """
+    windows = window_partition(saliency.permute(0, 2, 3, 1), (window_size, window_size)).flatten(1)
+    foreground = additive_mask(member_pairs(windows >= FOREGROUND_THRESHOLD), saliency.dtype)
+    background = additive_mask(member_pairs(windows < BACKGROUND_THRESHOLD), saliency.dtype)
+    return foreground.unsqueeze(1), background.unsqueeze(1)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside square windows with a learnt relative position bias.
+
+    Plain: ``softmax(A) V`` with ``A = (q * head_dim**-0.5) k^T + B_rel (+ R)``.
+    Saliency-guided (SPEC §1.3): ``softmax(A) V + softmax(A + M_fg) V - softmax(A + M_bg) V``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: int = 7) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.window_area = window_size * window_size
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self.register_buffer("relative_position_index", get_relative_position_index(window_size, window_size))
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def forward(
+        self,
+        windows: torch.Tensor,
+        shift_mask: torch.Tensor | None = None,
+        saliency_masks: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``windows`` ``[B*nW, N, C]`` -> ``[B*nW, N, C]``.
+
+        ``shift_mask`` ``[nW, N, N]`` is added to every logit map; ``saliency_masks`` are the
+        ``(fg, bg)`` pair of :func:`saliency_window_masks`.
+        """
+        num_windows, tokens, channels = windows.shape
+        qkv = self.qkv(windows).reshape(num_windows, tokens, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        logits = (q * self.scale) @ k.transpose(-2, -1) + self._relative_position_bias()
+        if shift_mask is not None:
+            per_image = logits.view(-1, shift_mask.shape[0], self.num_heads, tokens, tokens)
+            logits = (per_image + shift_mask.unsqueeze(1)).view(num_windows, self.num_heads, tokens, tokens)
+        attn = logits.softmax(dim=-1)
+        if saliency_masks is not None:
+            foreground, background = saliency_masks
+            attn = attn + (logits + foreground).softmax(dim=-1) - (logits + background).softmax(dim=-1)
+        out = (attn @ v).transpose(1, 2).reshape(num_windows, tokens, channels)
+        return self.proj(out)
+
+    def _relative_position_bias(self) -> torch.Tensor:
+        """``[heads, N, N]`` bias gathered from the table by the Swin relative-position index."""
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(self.window_area, self.window_area, -1).permute(2, 0, 1)
