@@ -1,0 +1,50 @@
+"""Running a trained DHFR network for evaluation (SPEC §1.6, §3.3, §5).
+
+The network sees 224×224 inputs; :func:`predict` returns its final map ``div1`` and the
+embedding (``dec4``) of a batch; :func:`saliency_to_uint8` brings one map back to any image
+size (bilinear, align_corners=False) as the 8-bit map that is saved and scored.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from network import build_model, load_checkpoint
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``name`` as a device (default: CUDA when present, else CPU); an unavailable CUDA is an error."""
+    device = torch.device(name if name else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' was requested but CUDA is not available")
+    return device
+
+
+def load_model(checkpoint: str | os.PathLike, device: torch.device) -> nn.Module:
+    """The network with ``checkpoint`` loaded strictly (release layout), in eval mode on ``device``.
+
+    Raises ``network.CheckpointError`` (naming the entry) for a checkpoint that does not fit.
+    """
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    model = build_model()
+    load_checkpoint(model, checkpoint)
+    return model.to(device).eval()
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, image: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Saliency ``div1`` [B,1,224,224] and embedding [B,64,56,56] of a batch, on the model's device."""
+    device = next(model.parameters()).device
+    outputs = model(image.to(device, non_blocking=True), depth.to(device, non_blocking=True))
+    return outputs["div1"], outputs["embedding"]
+
+
+def saliency_to_uint8(saliency: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """One map [1,h,w] in [0,1] resized bilinearly to ``size`` (H, W) as an HxW uint8 image."""
+    resized = F.interpolate(saliency[None].float(), size=size, mode="bilinear", align_corners=False)
+    return (resized[0, 0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
