@@ -31,3 +31,17 @@ def reference_dir() -> Path:
 def shared_data_dir() -> Path:
     """``../shared/data``: real RGB-D samples and pysodmetrics fixtures."""
     return _shared_dir("data")
+
+
+@pytest.fixture(scope="session")
+def deterministic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The network with the deterministic weights of reference/README.md §1, saved once per
+    session with ``network.save_checkpoint`` (release layout)."""
+    from deterministic_weights import deterministic_state_dict
+    from network import build_model, save_checkpoint
+
+    model = build_model()
+    model.load_state_dict(deterministic_state_dict(model))
+    path = tmp_path_factory.mktemp("checkpoint") / "model-1.pth"
+    save_checkpoint(model, path)
+    return path

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from deterministic_checkpoint import deterministic_checkpoint  # noqa: F401  (fixture)
 
 SIZES = {"wide": (60, 100), "tall": (90, 50)}  # stem -> (height, width)
 

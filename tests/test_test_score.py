@@ -19,7 +19,6 @@ import py_sod_metrics
 import pytest
 import torch
 
-from deterministic_checkpoint import deterministic_checkpoint  # noqa: F401  (fixture)
 from spml.evaluation.scores import SCORE_KEYS
 
 DES_STEMS = ("RGBD_data_1", "RGBD_data_2")
