@@ -1,0 +1,193 @@
+"""Speed benchmarks. Subcommands:
+
+``objective``  forward+backward of :class:`spml.losses.DHFRObjective` (SPEC §2) on synthetic
+               224×224 batches, against a straightforward formulation that clusters and scores
+               each image in its own Python iteration (kept here only for the comparison).
+
+Example: ``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``
+"""
+from __future__ import annotations
+
+import sys, pathlib
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+
+import argparse
+import json
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lib.io import atomic_write_text
+from spml.clustering import grid_initial_labels, pixel_features, resize_labels, segment_prototypes, spherical_kmeans
+from spml.config import default_config
+from spml.losses import DHFRObjective
+from spml.losses.hypersphere import semantic_annotation_loss
+from spml.losses.objective import saliency_losses
+from spml.losses.parted_ce import SIDE_WEIGHTS
+from spml.losses.prototype_accuracy import prototype_accuracy
+from spml.losses.segsort import segsort_loss
+
+INPUT_SIZE, EMBEDDING_SIZE, EMBEDDING_DIM = 224, 56, 64
+
+
+def _smooth_field(generator: torch.Generator, batch_size: int, channels: int, size: int) -> torch.Tensor:
+    """Uniform noise on a 14×14 grid, bilinearly upsampled to ``size``: ``[B, C, size, size]`` in [0, 1]."""
+    coarse = torch.rand(batch_size, channels, 14, 14, generator=generator)
+    return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+
+def synthetic_objective_inputs(batch_size: int, device: torch.device, seed: int = 0) -> tuple[dict, dict]:
+    """Network outputs (leaf tensors requiring grad) and labels shaped like a training batch.
+
+    Embeddings and instance labels are smooth random fields (instance: mostly low values, like
+    an edge map, quantised to 2..200),
+    giving several hundred segments per image as real training batches do; scribbles are a
+    background band and a foreground band, the rest unknown.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch_size, 1, INPUT_SIZE, INPUT_SIZE)
+    outputs = {name: torch.rand(shape, generator=generator) for name in (*SIDE_WEIGHTS, "contour_div1", "div1_aug")}
+    for name in ("embedding", "embedding_aug"):
+        outputs[name] = _smooth_field(generator, batch_size, EMBEDDING_DIM, EMBEDDING_SIZE) + 0.1 * torch.randn(
+            batch_size, EMBEDDING_DIM, EMBEDDING_SIZE, EMBEDDING_SIZE, generator=generator
+        )
+    outputs = {name: tensor.to(device).requires_grad_() for name, tensor in outputs.items()}
+    field = _smooth_field(generator, batch_size, 1, INPUT_SIZE)
+    semantic = torch.full((batch_size, INPUT_SIZE, INPUT_SIZE), 2, dtype=torch.long)
+    semantic[:, 8:24] = 0
+    semantic[:, 100:116, 60:160] = 1
+    labels = {
+        "semantic_label": semantic,
+        "instance_label": (2 + 4 * (49 * field.squeeze(1) ** 4).round()).long(),
+        "contour_sum_label": torch.rand(batch_size, INPUT_SIZE, INPUT_SIZE, generator=generator),
+        "image": torch.randn(batch_size, 3, INPUT_SIZE, INPUT_SIZE, generator=generator),
+    }
+    return outputs, {name: tensor.to(device) for name, tensor in labels.items()}
+
+
+def looped_objective(outputs: dict, labels: dict) -> dict:
+    """The straightforward formulation, for timing only: k-means, segments and img_sim image by image.
+
+    Release defaults, single process, empty memory bank; the same numbers as
+    :class:`DHFRObjective` (checked by :func:`time_objective`).
+    """
+    config = default_config()
+    net, weights = config.network, config.loss
+    embedding = outputs["embedding"]
+    num_images, _, height, width = embedding.shape
+    initial = grid_initial_labels(height, width, tuple(net.kmeans_num_clusters), device=embedding.device)
+    semantic, instance = (resize_labels(labels[key], (height, width)) for key in ("semantic_label", "instance_label"))
+    pixels, own, prototypes, prototype_labels, img_sim = [], [], [], [], 0.0
+    for pass_embedding in (embedding, outputs["embedding_aug"]):
+        for image in range(num_images):
+            z, zl = (t.squeeze(0) for t in pixel_features(pass_embedding[image : image + 1]))
+            clusters = spherical_kmeans(zl.detach().unsqueeze(0), initial, net.kmeans_iterations).squeeze(0)
+            combined = semantic[image].reshape(-1) * net.label_divisor + instance[image].reshape(-1)
+            combined_range = int(combined.max()) + 1
+            keys, index = torch.unique(clusters * combined_range + combined, return_inverse=True)
+            segment_label = keys % combined_range
+            own.append(index + sum(len(p) for p in prototypes))
+            pixels.append(z)
+            prototypes.append(segment_prototypes(z, index, len(keys)))
+            prototype_labels.append(segment_label // net.label_divisor)
+            per_pixel = segsort_loss(
+                zl.unsqueeze(0),
+                instance[image].reshape(1, -1),
+                index.unsqueeze(0),
+                segment_prototypes(zl, index, len(keys)).unsqueeze(0),
+                (segment_label % net.label_divisor).unsqueeze(0),
+                torch.ones(1, len(keys), dtype=torch.bool, device=embedding.device),
+                weights.img_sim_concentration,
+                weights.margin,
+            )
+            img_sim = img_sim + per_pixel.mean() / num_images
+    all_prototypes, all_labels = torch.cat(prototypes), torch.cat(prototype_labels)
+    sem_ann = semantic_annotation_loss(
+        torch.cat(pixels), semantic.reshape(-1).repeat(2), torch.cat(own), all_prototypes, all_labels,
+        config.dataset.num_classes, weights.sem_ann_concentration, weights.margin,
+    )
+    losses = {
+        "sem_ann_loss": weights.sem_ann_loss_weight * sem_ann,
+        "img_sim_loss": weights.img_sim_loss_weight * img_sim,
+        **saliency_losses(outputs, labels, weights),
+    }
+    return {**losses, "loss": sum(losses.values()), "accuracy": prototype_accuracy(all_prototypes.detach(), all_labels)}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_forward_backward(objective: Callable[[dict, dict], dict], outputs: dict, labels: dict, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``objective(...)["loss"].backward()`` over ``repeats`` runs (after one warm-up), and the loss."""
+    device = outputs["embedding"].device
+    seconds, loss = [], 0.0
+    for run in range(repeats + 1):
+        for tensor in outputs.values():
+            tensor.grad = None
+        _synchronize(device)
+        start = time.perf_counter()
+        total = objective(outputs, labels)["loss"]
+        total.backward()
+        _synchronize(device)
+        if run:
+            seconds.append(time.perf_counter() - start)
+        loss = float(total.detach())
+    return statistics.median(seconds), loss
+
+
+def time_objective(devices: list[str], batch_sizes: list[int], repeats: int) -> list[dict]:
+    """Time the batched and the looped objective for every device and batch size."""
+    rows = []
+    cases = [(device, batch_size) for device in devices for batch_size in batch_sizes]
+    for device_name, batch_size in tqdm(cases, desc="objective", unit="case"):
+        device = torch.device(device_name)
+        outputs, labels = synthetic_objective_inputs(batch_size, device)
+        batched_seconds, batched_loss = _time_forward_backward(DHFRObjective().to(device), outputs, labels, repeats)
+        looped_seconds, looped_loss = _time_forward_backward(looped_objective, outputs, labels, repeats)
+        if abs(batched_loss - looped_loss) > 1e-4 * abs(looped_loss):
+            raise RuntimeError(f"batched and looped objective disagree on {device_name}, batch {batch_size}: {batched_loss} vs {looped_loss}")
+        rows.append(
+            {"device": device_name, "batch_size": batch_size, "batched_s": batched_seconds, "looped_s": looped_seconds, "loss": batched_loss}
+        )
+    return rows
+
+
+def _default_devices() -> list[str]:
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def run_objective(args: argparse.Namespace) -> None:
+    rows = time_objective(args.devices, args.batch_sizes, args.repeats)
+    print(f"{'device':<8}{'batch':>6}{'batched s':>12}{'looped s':>12}{'speed-up':>10}")
+    for row in rows:
+        speed_up = row["looped_s"] / row["batched_s"]
+        print(f"{row['device']:<8}{row['batch_size']:>6}{row['batched_s']:>12.3f}{row['looped_s']:>12.3f}{speed_up:>9.2f}x")
+    if args.json:
+        atomic_write_text(json.dumps(rows, indent=2) + "\n", args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subcommands = parser.add_subparsers(dest="command", required=True)
+    objective = subcommands.add_parser("objective", help="forward+backward of DHFRObjective, batched vs per-image loop")
+    objective.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 16])
+    objective.add_argument("--devices", nargs="+", default=_default_devices(), help="default: cpu, and cuda when present")
+    objective.add_argument("--repeats", type=int, default=3, help="timed runs per case (after one warm-up)")
+    objective.add_argument("--json", default="", help="also write the results to this JSON file")
+    objective.set_defaults(run=run_objective)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""The DHFR training objective (SPEC §2)."""
+from spml.losses.memory_bank import MemoryBank
+from spml.losses.objective import DHFRObjective
+
+__all__ = ["DHFRObjective", "MemoryBank"]

@@ -1,0 +1,28 @@
+"""Saliency structure consistency between the plain and the augmented prediction (SPEC §2.2)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+SSIM_WEIGHT = 0.85
+
+
+def _local_mean(x: Tensor) -> Tensor:
+    """3×3 average, stride 1, zero padding 1, the padded zeros counted (divisor always 9)."""
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=True)
+
+
+def structure_consistency(x: Tensor, y: Tensor) -> Tensor:
+    """``0.85·mean(clamp((1 − SSIM(x, y))/2, 0, 1)) + 0.15·mean|x − y|`` for ``[B, 1, H, W]`` maps."""
+    mu_x, mu_y = _local_mean(x), _local_mean(y)
+    sigma_x = _local_mean(x * x) - mu_x * mu_x
+    sigma_y = _local_mean(y * y) - mu_y * mu_y
+    sigma_xy = _local_mean(x * y) - mu_x * mu_y
+    ssim = ((2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)) / (
+        (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
+    )
+    ssim_term = torch.clamp((1 - ssim) / 2, 0, 1).mean()
+    return SSIM_WEIGHT * ssim_term + (1 - SSIM_WEIGHT) * (x - y).abs().mean()
