@@ -12,7 +12,7 @@ from spml.losses import prototype_accuracy as accuracy_module
 from spml.losses.hypersphere import semantic_annotation_loss
 from spml.losses.parted_ce import SIDE_WEIGHTS, scribble_cross_entropy
 from spml.losses.prototype_accuracy import prototype_accuracy
-from spml.losses.segsort import segsort_loss
+from spml.losses.segsort import fused_segsort_loss, segsort_loss
 from spml.losses.structure_consistency import structure_consistency
 
 LOSS_KEYS = ("sem_ann_loss", "img_sim_loss", "partedCE_loss", "ssc_loss", "smo_loss", "contour_loss")
@@ -85,6 +85,43 @@ def test_segsort_uses_own_prototype_when_it_is_the_only_positive_and_ignores_pad
     loss = segsort_loss(pixel, torch.tensor([[3]]), torch.tensor([[0]]), prototypes, torch.tensor([[3, 4, 3]]), valid, kappa, margin)
     positive = math.exp(kappa * (1 - margin))
     assert loss.item() == pytest.approx(-math.log(positive / (positive + 1.0)), rel=1e-12)
+
+
+def segsort_case(groups: int, pixels: int, prototypes: int, dim: int, seed: int) -> tuple:
+    """Random float64 SegSort inputs with padded (zero, invalid) prototypes; the last pixel of every
+    group owns the group's only prototype of a label of its own (the ``same <= 0 -> own`` branch)."""
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(groups, pixels, dim, generator=generator, dtype=torch.float64)
+    p = torch.randn(groups, prototypes, dim, generator=generator, dtype=torch.float64)
+    valid = torch.ones(groups, prototypes, dtype=torch.bool)
+    valid[0, -2:] = False
+    p[0, -2:] = 0.0
+    prototype_label = torch.randint(0, 3, (groups, prototypes), generator=generator)
+    prototype_label[:, 0] = 9
+    own = torch.randint(1, prototypes - 2, (groups, pixels), generator=generator)
+    own[:, -1] = 0
+    return z, prototype_label.gather(1, own), own, p, prototype_label, valid
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.5])
+def test_fused_segsort_passes_gradcheck(margin):
+    z, label, own, p, prototype_label, valid = segsort_case(2, 5, 6, 3, seed=1)
+    inputs = (z.requires_grad_(), p.requires_grad_())
+    assert torch.autograd.gradcheck(lambda x, y: fused_segsort_loss(x, label, own, y, prototype_label, valid, 3.0, margin), inputs)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.5])
+def test_fused_segsort_equals_reference_in_value_and_gradients(margin):
+    z, label, own, p, prototype_label, valid = segsort_case(3, 200, 40, 8, seed=2)
+    weight = torch.rand(3, 200, dtype=torch.float64)
+    results = []
+    for loss_fn in (segsort_loss, fused_segsort_loss):
+        leaves = (z.clone().requires_grad_(), p.clone().requires_grad_())
+        loss = loss_fn(leaves[0], label, own, leaves[1], prototype_label, valid, 6.0, margin)
+        (loss * weight).sum().backward()
+        results.append((loss.detach(), leaves[0].grad, leaves[1].grad))
+    for expected, actual in zip(*results):
+        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_sem_ann_ignores_unknown_pixels_and_prototypes():

@@ -70,7 +70,8 @@ def synthetic_objective_inputs(batch_size: int, device: torch.device, seed: int 
 
 
 def looped_objective(outputs: dict, labels: dict) -> dict:
-    """The straightforward formulation, for timing only: k-means, segments and img_sim image by image.
+    """The straightforward formulation, for timing only: k-means, segments and img_sim image by image,
+    with the autograd-differentiated reference :func:`~spml.losses.segsort.segsort_loss`.
 
     Release defaults, single process, empty memory bank; the same numbers as
     :class:`DHFRObjective` (checked by :func:`time_objective`).
@@ -108,7 +109,7 @@ def looped_objective(outputs: dict, labels: dict) -> dict:
     all_prototypes, all_labels = torch.cat(prototypes), torch.cat(prototype_labels)
     sem_ann = semantic_annotation_loss(
         torch.cat(pixels), semantic.reshape(-1).repeat(2), torch.cat(own), all_prototypes, all_labels,
-        config.dataset.num_classes, weights.sem_ann_concentration, weights.margin,
+        config.dataset.num_classes, weights.sem_ann_concentration, weights.margin, segsort=segsort_loss,
     )
     losses = {
         "sem_ann_loss": weights.sem_ann_loss_weight * sem_ann,

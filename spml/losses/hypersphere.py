@@ -1,15 +1,17 @@
 """The hypersphere feature regularisation terms ``sem_ann`` and ``img_sim`` (SPEC §2.5 steps 6-7).
 
-Both apply :func:`~spml.losses.segsort.segsort_loss` to segment prototypes built by
+Both apply :func:`~spml.losses.segsort.fused_segsort_loss` to segment prototypes built by
 :mod:`spml.clustering`; the exact wiring follows reference README §6 G.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from spml.clustering import Segments, segment_prototypes
-from spml.losses.segsort import segsort_loss
+from spml.losses.segsort import fused_segsort_loss
 
 # Elements of the pixel × segment matrices of img_sim scored in one block. Whole batches fit on
 # a GPU; on CPU smaller blocks stay in cache and run about twice as fast as one big block.
@@ -26,18 +28,20 @@ def semantic_annotation_loss(
     num_classes: int,
     concentration: float,
     margin: float,
+    segsort: Callable[..., Tensor] = fused_segsort_loss,
 ) -> Tensor:
     """``sem_ann`` (unweighted): SegSort over the scribbled pixels against every scribbled prototype.
 
     ``pixels`` ``[N, D]`` with scribble class ``pixel_label`` and ``own_prototype`` (row of
     ``prototypes`` ``[P, D]``, labels ``prototype_label``). Pixels and prototypes labelled
     ``≥ num_classes`` (unknown) are dropped and own indices renumbered to the kept list. The
-    mean over kept pixels; 0 when no pixel is scribbled.
+    mean over kept pixels; 0 when no pixel is scribbled. ``segsort`` is the SegSort
+    formulation (the benchmark passes the reference :func:`~spml.losses.segsort.segsort_loss`).
     """
     kept_prototypes = prototype_label < num_classes
     kept_position = torch.cumsum(kept_prototypes, dim=0) - 1
     kept_pixels = pixel_label < num_classes
-    per_pixel = segsort_loss(
+    per_pixel = segsort(
         pixels[kept_pixels].unsqueeze(0),
         pixel_label[kept_pixels].unsqueeze(0),
         kept_position[own_prototype[kept_pixels]].unsqueeze(0),
@@ -74,7 +78,7 @@ def image_similarity_loss(features: Tensor, instance_label: Tensor, segments: Se
     images_per_block = max(1, _block_elements(features.device) // (num_pixels * max_segments))
     blocks = [slice(start, start + images_per_block) for start in range(0, num_images, images_per_block)]
     loss_sum = sum(
-        segsort_loss(
+        fused_segsort_loss(
             features[block], instance_label[block], own[block], padded_prototypes[block], padded_label[block], valid[block],
             concentration, margin,
         ).sum()
