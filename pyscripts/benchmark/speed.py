@@ -4,7 +4,11 @@
                224×224 batches, against a straightforward formulation that clusters and scores
                each image in its own Python iteration (kept here only for the comparison).
 
-Example: ``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``
+``network``    the network (SPEC §1): one eval-mode forward, and one training step (train-mode
+               forward with the augmented pass, the objective, backward, gradient clamp, Adam).
+
+Examples: ``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``,
+``python pyscripts/benchmark/speed.py network --batch-sizes 1 4``
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lib.io import atomic_write_text
+from network import build_model
 from spml.clustering import grid_initial_labels, pixel_features, resize_labels, segment_prototypes, spherical_kmeans
 from spml.config import default_config
 from spml.losses import DHFRObjective
@@ -126,20 +131,16 @@ def _synchronize(device: torch.device) -> None:
 
 def _time_forward_backward(objective: Callable[[dict, dict], dict], outputs: dict, labels: dict, repeats: int) -> tuple[float, float]:
     """Median seconds of ``objective(...)["loss"].backward()`` over ``repeats`` runs (after one warm-up), and the loss."""
-    device = outputs["embedding"].device
-    seconds, loss = [], 0.0
-    for run in range(repeats + 1):
+    losses = []
+
+    def step() -> None:
         for tensor in outputs.values():
             tensor.grad = None
-        _synchronize(device)
-        start = time.perf_counter()
         total = objective(outputs, labels)["loss"]
         total.backward()
-        _synchronize(device)
-        if run:
-            seconds.append(time.perf_counter() - start)
-        loss = float(total.detach())
-    return statistics.median(seconds), loss
+        losses.append(float(total.detach()))
+
+    return _median_seconds(step, outputs["embedding"].device, repeats), losses[-1]
 
 
 def time_objective(devices: list[str], batch_sizes: list[int], repeats: int) -> list[dict]:
@@ -157,6 +158,64 @@ def time_objective(devices: list[str], batch_sizes: list[int], repeats: int) -> 
             {"device": device_name, "batch_size": batch_size, "batched_s": batched_seconds, "looped_s": looped_seconds, "loss": batched_loss}
         )
     return rows
+
+
+def _median_seconds(step: Callable[[], None], device: torch.device, repeats: int) -> float:
+    """Median wall-clock seconds of ``step()`` over ``repeats`` runs, after one warm-up run."""
+    seconds = []
+    for run in range(repeats + 1):
+        _synchronize(device)
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        if run:
+            seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def time_network(devices: list[str], batch_sizes: list[int], repeats: int) -> list[dict]:
+    """Eval forward and full training step of the network for every device and batch size."""
+    rows = []
+    cases = [(device, batch_size) for device in devices for batch_size in batch_sizes]
+    for device_name, batch_size in tqdm(cases, desc="network", unit="case"):
+        device = torch.device(device_name)
+        torch.manual_seed(0)
+        model, objective = build_model().to(device), DHFRObjective().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        _, labels = synthetic_objective_inputs(batch_size, device)
+        image, depth = labels["image"], torch.rand(batch_size, 3, INPUT_SIZE, INPUT_SIZE, device=device)
+
+        def eval_forward() -> None:
+            with torch.no_grad():
+                model.eval()(image, depth)
+
+        def train_step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            objective(model.train()(image, depth), labels)["loss"].backward()
+            torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
+            optimizer.step()
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        row = {
+            "device": device_name,
+            "batch_size": batch_size,
+            "eval_forward_s": _median_seconds(eval_forward, device, repeats),
+            "train_step_s": _median_seconds(train_step, device, repeats),
+        }
+        if device.type == "cuda":
+            row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        rows.append(row)
+    return rows
+
+
+def run_network(args: argparse.Namespace) -> None:
+    rows = time_network(args.devices, args.batch_sizes, args.repeats)
+    print(f"{'device':<8}{'batch':>6}{'eval fwd s':>12}{'train step s':>14}")
+    for row in rows:
+        print(f"{row['device']:<8}{row['batch_size']:>6}{row['eval_forward_s']:>12.3f}{row['train_step_s']:>14.3f}")
+    if args.json:
+        atomic_write_text(json.dumps(rows, indent=2) + "\n", args.json)
 
 
 def _default_devices() -> list[str]:
@@ -182,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     objective.add_argument("--repeats", type=int, default=3, help="timed runs per case (after one warm-up)")
     objective.add_argument("--json", default="", help="also write the results to this JSON file")
     objective.set_defaults(run=run_objective)
+    network = subcommands.add_parser("network", help="eval forward and one training step of the network")
+    network.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4])
+    network.add_argument("--devices", nargs="+", default=_default_devices(), help="default: cpu, and cuda when present")
+    network.add_argument("--repeats", type=int, default=2, help="timed runs per case (after one warm-up)")
+    network.add_argument("--json", default="", help="also write the results to this JSON file")
+    network.set_defaults(run=run_network)
     return parser
 
 

@@ -303,9 +303,13 @@ def make_loader(config: Config, group: ProcessGroup, list_path: Path) -> tuple[D
         raise TrainingError(f"{len(samples)} training samples make no batch of {local_batch} per process")
     sampler = ResumableEpochSampler(epoch_order)
     # The loader's own generator: drawing worker seeds must not consume the global torch
-    # stream (DropPath), or a resumed run would draw different masks.
+    # stream (DropPath), or a resumed run would draw different masks. Persistent workers: the
+    # loader restarts every epoch, and forking a process that holds the network's gigabytes at
+    # each restart costs more than an iteration on a small dataset; the (epoch, index) keys
+    # carry the epoch to the workers.
     loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, num_workers=train_config.num_workers,
                         drop_last=True, worker_init_fn=seed_worker, pin_memory=group.device.type == "cuda",
+                        persistent_workers=train_config.num_workers > 0,
                         generator=torch.Generator().manual_seed(train_config.seed + group.rank))
     return loader, sampler, batches_per_epoch
 
