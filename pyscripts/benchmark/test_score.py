@@ -29,7 +29,8 @@ from spml.data.errors import DataError
 from spml.data.lists import TestSample, scan_test_sets
 from spml.evaluation.featvis import embedding_pca_rgb
 from spml.evaluation.inference import load_model, predict, resolve_device, saliency_to_uint8
-from spml.evaluation.maps_io import image_size, read_ground_truth, write_png
+from spml.data.image_io import write_image
+from spml.evaluation.maps_io import image_size, read_ground_truth
 from spml.evaluation.plots import plot_f_threshold_curves, plot_pr_curves
 from spml.evaluation.scores import PROTOCOLS, RELEASE, RELEASE_SIZE, SaliencyScores, ScoreCurves
 from spml.evaluation.tables import markdown_table, write_score_tables
@@ -86,8 +87,8 @@ def run_test_set(
                     size = gt.shape if gt is not None else image_size(sample.rgb)
                 saliency_map = saliency_to_uint8(saliency[k], size)
                 map_name = f"{(sample.gt or sample.rgb).stem}.png"
-                write_png(saliency_map, args.save_dir / "results" / name / map_name)
-                write_png(featvis[k], args.save_dir / "featvis" / name / map_name)
+                write_image(saliency_map, args.save_dir / "results" / name / map_name)
+                write_image(featvis[k], args.save_dir / "featvis" / name / map_name)
                 if scores:
                     scores.step(saliency_map, gt)
             progress.update(len(batch["index"]))

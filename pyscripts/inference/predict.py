@@ -22,12 +22,11 @@ from tqdm import tqdm
 
 from network import CheckpointError
 from spml.data.errors import DataError
-from spml.data.image_io import read_depth, read_rgb
-from spml.data.lists import IMAGE_EXTENSIONS
+from spml.data.image_io import read_depth, read_rgb, write_image
+from spml.data.lists import pair_by_stem
 from spml.data.transforms import eval_inputs
 from spml.evaluation.featvis import embedding_pca_rgb
 from spml.evaluation.inference import load_model, predict, resolve_device, saliency_to_uint8
-from spml.evaluation.maps_io import write_png
 from spml.evaluation.scores import RELEASE_SIZE
 
 Pair = tuple[Path, Path]
@@ -46,21 +45,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _images_by_stem(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS}
-
-
 def find_pairs(rgb: Path, depth: Path) -> tuple[list[Pair], list[Path]]:
     """(pairs, unpaired files): one pair for two files, pairing by stem for two folders."""
     if rgb.is_file() and depth.is_file():
         return [(rgb, depth)], []
     if not (rgb.is_dir() and depth.is_dir()):
         raise ValueError(f"--rgb {rgb} and --depth {depth} must both be existing files or both folders")
-    rgb_files, depth_files = _images_by_stem(rgb), _images_by_stem(depth)
-    pairs = [(rgb_files[stem], depth_files[stem]) for stem in sorted(rgb_files.keys() & depth_files.keys())]
-    unpaired = [rgb_files[s] for s in sorted(rgb_files.keys() - depth_files.keys())]
-    unpaired += [depth_files[s] for s in sorted(depth_files.keys() - rgb_files.keys())]
-    return pairs, unpaired
+    paired, unpaired = pair_by_stem({"rgb": rgb, "depth": depth})
+    return [(files["rgb"], files["depth"]) for files in paired], unpaired
 
 
 class PairDataset(Dataset):
@@ -95,7 +87,7 @@ def main() -> int:
         pairs, unpaired = find_pairs(args.rgb, args.depth)
         device = resolve_device(args.device)
         model = load_model(args.checkpoint, device)
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
+    except (CheckpointError, DataError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     skipped = [f"unpaired file: {path}" for path in unpaired]
@@ -112,9 +104,9 @@ def main() -> int:
                 for k, index in enumerate(batch["index"].tolist()):
                     stem = pairs[index][0].stem
                     size = (int(batch["height"][k]), int(batch["width"][k]))
-                    write_png(saliency_to_uint8(saliency[k], size), args.out / f"{stem}.png")
+                    write_image(saliency_to_uint8(saliency[k], size), args.out / f"{stem}.png")
                     if featvis is not None:
-                        write_png(featvis[k], args.out / "featvis" / f"{stem}.png")
+                        write_image(featvis[k], args.out / "featvis" / f"{stem}.png")
                 written += len(batch["index"])
             progress.update(len(errors) + (0 if batch is None else len(batch["index"])))
     print(f"{written} map(s) written to {args.out}")

@@ -20,23 +20,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from lib.io import atomic_path
+from spml.data.image_io import write_image
 from spml.data.lists import (TEST_FOLDERS, TRAIN_FOLDERS, TestSample, TrainSample, default_test_list,
                              default_train_list, write_test_list, write_train_list)
 from spml.data.synthetic import make_scene
 
 TEST_SET_NAMES = ("SYN-A", "SYN-B")
 ENCODE_PARAMS = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".png": [cv2.IMWRITE_PNG_COMPRESSION, 3], ".bmp": []}
-
-
-def write_image(path: Path, image: np.ndarray) -> None:
-    """Encode an RGB or grey uint8 array by the file's extension and write it atomically."""
-    pixels = image[..., ::-1] if image.ndim == 3 else image
-    ok, encoded = cv2.imencode(path.suffix, np.ascontiguousarray(pixels), ENCODE_PARAMS[path.suffix])
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
 
 
 def write_train_split(root: Path, count: int, seed: int) -> list[TrainSample]:
@@ -52,7 +42,7 @@ def write_train_split(root: Path, count: int, seed: int) -> list[TrainSample]:
             contour=root / TRAIN_FOLDERS["contour"] / f"{stem}.png",
         )
         for path, image in zip(sample, (scene.rgb, scene.depth, scene.scribble, scene.hed, scene.contour)):
-            write_image(path, image)
+            write_image(image, path, ENCODE_PARAMS[path.suffix])
         samples.append(sample)
     return samples
 
@@ -68,7 +58,7 @@ def write_test_split(set_dir: Path, split: int, count: int, seed: int) -> list[T
             gt=set_dir / TEST_FOLDERS["gt"] / f"{stem}.png",
         )
         for path, image in zip(sample, (scene.rgb, scene.depth, scene.mask.astype(np.uint8) * 255)):
-            write_image(path, image)
+            write_image(image, path, ENCODE_PARAMS[path.suffix])
         samples.append(sample)
     return samples
 

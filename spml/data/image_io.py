@@ -1,4 +1,4 @@
-"""Reading RGB, depth and grey label images as uint8 arrays (SPEC §3.1, §3.2).
+"""Reading RGB, depth and grey label images as uint8 arrays (SPEC §3.1, §3.2), and writing them.
 
 Depth files may be 16-bit (or 32-bit integer / float): they are min-max scaled per image
 to 0..255 instead of being clipped by an 8-bit conversion, and the repair is logged once
@@ -7,10 +7,13 @@ per file. Any file that is missing or not an image raises :class:`DataError` nam
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lib.io import atomic_path
 from spml.data.errors import DataError, log_repair_once
 
 _WIDE_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -54,3 +57,16 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
         log_repair_once(path, f"{image.mode} depth min-max scaled to 0..255")
         return scale_to_uint8(np.asarray(image))
     return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def write_image(image: np.ndarray, path: str | os.PathLike, params: Sequence[int] = ()) -> None:
+    """Write an HxW grey or HxWx3 RGB uint8 image, encoded by the file's extension (cv2
+    ``params``, e.g. JPEG quality), atomically."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"{path}: expected an 8-bit grey or RGB image, got {image.dtype}{image.shape}")
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    encoded, buffer = cv2.imencode(os.path.splitext(path)[1], pixels, list(params))
+    if not encoded:
+        raise ValueError(f"{path}: encoding failed for an image of shape {image.shape}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.tobytes())

@@ -139,23 +139,31 @@ def _index_folder(folder: Path) -> dict[str, Path]:
     return by_stem
 
 
-def _pair_by_stem(folders: dict[str, Path], where: Path) -> list[dict[str, Path]]:
-    """One {role: path} dict per stem present in every folder, sorted by stem; warns about the rest."""
+def pair_by_stem(folders: dict[str, Path]) -> tuple[list[dict[str, Path]], list[Path]]:
+    """Pair the image files of several folders by stem: one ``{role: path}`` dict per stem
+    present in every folder (sorted by stem), and the files whose stem is missing somewhere."""
     indexes = {role: _index_folder(folder) for role, folder in folders.items()}
     stem_sets = [set(index) for index in indexes.values()]
     paired = set.intersection(*stem_sets)
-    unpaired = sorted(set.union(*stem_sets) - paired)
+    unpaired = [index[stem] for index in indexes.values() for stem in sorted(set(index) - paired)]
+    return [{role: indexes[role][stem] for role in folders} for stem in sorted(paired)], unpaired
+
+
+def _pair_and_warn(folders: dict[str, Path], where: Path) -> list[dict[str, Path]]:
+    """:func:`pair_by_stem`, logging a warning that lists the skipped unpaired stems."""
+    paired, unpaired = pair_by_stem(folders)
     if unpaired:
-        shown = ", ".join(unpaired[:20]) + (f", ... ({len(unpaired)} in all)" if len(unpaired) > 20 else "")
+        stems = sorted({path.stem for path in unpaired})
+        shown = ", ".join(stems[:20]) + (f", ... ({len(stems)} in all)" if len(stems) > 20 else "")
         logger.warning("%s: skipping %d unpaired file stem(s) (not in all of %s): %s",
-                       where, len(unpaired), "/".join(folders), shown)
-    return [{role: indexes[role][stem] for role in folders} for stem in sorted(paired)]
+                       where, len(stems), "/".join(folders), shown)
+    return paired
 
 
 def scan_train_samples(data_root: str | os.PathLike) -> list[TrainSample]:
     """Pair the training files of the release layout by stem (see module docstring)."""
     root = Path(os.path.abspath(data_root))
-    paired = _pair_by_stem({role: root / sub for role, sub in TRAIN_FOLDERS.items()}, root / "sod")
+    paired = _pair_and_warn({role: root / sub for role, sub in TRAIN_FOLDERS.items()}, root / "sod")
     if not paired:
         raise DataError(f"no complete training sample under {root / 'sod'}")
     return [TrainSample(**files) for files in paired]
@@ -177,7 +185,7 @@ def scan_test_sets(data_root: str | os.PathLike) -> dict[str, list[TestSample]]:
     sets: dict[str, list[TestSample]] = {}
     for folder in sorted(set_folders, key=lambda folder: _test_set_order(folder.name)):
         roles = [role for role, sub in TEST_FOLDERS.items() if role != "gt" or (folder / sub).is_dir()]
-        paired = _pair_by_stem({role: folder / TEST_FOLDERS[role] for role in roles}, folder)
+        paired = _pair_and_warn({role: folder / TEST_FOLDERS[role] for role in roles}, folder)
         if not paired:
             logger.warning("%s: test set has no complete sample; skipped", folder)
             continue

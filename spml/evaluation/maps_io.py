@@ -1,8 +1,8 @@
-"""Files of the test score: ground truth read as the metric library's users read it, PNG out.
+"""Ground truth read as the metric library's users read it.
 
 The ground truth is read with ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``, exactly as
-pysodmetrics' examples (and the outside checks) do, so the scores equal theirs bit for bit;
-maps and visualisations are written as PNG through :func:`lib.io.atomic_path`.
+pysodmetrics' examples (and the outside checks) do, so the scores equal theirs bit for bit.
+Maps and visualisations are written with :func:`spml.data.image_io.write_image`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lib.io import atomic_path
 from spml.data.errors import DataError
 
 
@@ -32,15 +31,3 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     except (OSError, UnidentifiedImageError) as error:
         raise DataError(f"unreadable image file: {path} ({error})") from None
     return height, width
-
-
-def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Write an HxW grey or HxWx3 RGB uint8 image as PNG, atomically."""
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"{path}: expected an 8-bit grey or RGB image, got {image.dtype}{image.shape}")
-    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    encoded, buffer = cv2.imencode(".png", pixels)
-    if not encoded:
-        raise ValueError(f"{path}: PNG encoding failed for an image of shape {image.shape}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.tobytes())
