@@ -120,7 +120,7 @@ def test_two_processes_gather_the_prototypes_of_one_process_on_the_whole_batch(t
 
 def test_two_cpu_processes_train_one_step_through_the_launcher(repo_root, tmp_path):
     """NPROC=2 with GPU_ID=cpu: torchrun, DDP over gloo, global batch 2 split in two."""
-    from test_train import launch, make_dataset
+    from training_runs import launch, make_dataset
 
     dataset = make_dataset(repo_root, tmp_path / "data")
     run = launch(repo_root, "cpu", NPROC="2", BATCH_SIZE="2", MAX_ITERATION="1", DATAROOT=str(dataset),

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from spml.data.datasets import ScribbleTrainDataset, seed_worker
 from spml.data.lists import ensure_train_list, read_train_list
-from test_train import LAUNCHER, SMALL_RUN, launch, load_train_script, make_dataset
+from training_runs import LAUNCHER, SMALL_RUN, launch, load_train_script, make_dataset
 
 # Checkpoints after iterations 1 and 3; with 3 training images of batch 1 the resumed run
 # starts mid-epoch (iteration 2) and crosses into the next epoch (iteration 3).
