@@ -1,4 +1,4 @@
-"""The release's step learning-rate schedule (SPEC §4).
+"""The release's step learning-rate schedule (docs/method.md §4).
 
 ``lr = base_lr · factor^(epoch // decay_epochs)`` where the release counts epochs from 1
 and adds one each time the data iterator is exhausted and restarts. Deriving the epoch from

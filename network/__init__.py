@@ -1,4 +1,4 @@
-"""DHFR embedding network (SPEC §1): LocalViT-Swin RGB-D encoders, cross-padding fusion and decoder."""
+"""DHFR embedding network (docs/method.md §1): LocalViT-Swin RGB-D encoders, cross-padding fusion and decoder."""
 from network.checkpoint import (
     CheckpointError,
     imagenet_source_key,

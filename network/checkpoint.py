@@ -1,4 +1,4 @@
-"""Checkpoint I/O in the release layout and ImageNet initialisation (SPEC §1.8).
+"""Checkpoint I/O in the release layout and ImageNet initialisation (docs/method.md §1.8).
 
 Release checkpoints are ``{'embedding_model': state_dict}`` with float32 and int64 entries;
 the LocalViT-Swin ImageNet checkpoint is ``{'model': state_dict}`` of a 4-stage encoder.

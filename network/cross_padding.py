@@ -1,4 +1,4 @@
-"""Cross-padding (CP) and the cross-padding attention block (CPAB), SPEC §1.2 and §1.4."""
+"""Cross-padding (CP) and the cross-padding attention block (CPAB), docs/method.md §1.2 and §1.4."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""The RGB-D fusion block ``fuse_swin``: CPAB then the patch-merging attention block (SPEC §1.5)."""
+"""The RGB-D fusion block ``fuse_swin``: CPAB then the patch-merging attention block (docs/method.md §1.5)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""LocalViT's locality feed-forward network: 1x1 expand, depthwise 3x3, squeeze-excite, 1x1 project (SPEC §1.1)."""
+"""LocalViT's locality feed-forward network: 1x1 expand, depthwise 3x3, squeeze-excite, 1x1 project (docs/method.md §1.1)."""
 from __future__ import annotations
 
 import torch

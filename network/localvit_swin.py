@@ -1,4 +1,4 @@
-"""LocalViT-Swin encoder: the first three Swin-Tiny stages with locality feed-forward (SPEC §1.1).
+"""LocalViT-Swin encoder: the first three Swin-Tiny stages with locality feed-forward (docs/method.md §1.1).
 
 One encoder per modality (``rgb_swin``, ``depth_swin``). It has no final norm and no head.
 """

@@ -1,4 +1,4 @@
-"""The embedding model: SFNet plus the training-time pass on the down/up-sampled input (SPEC §1.7)."""
+"""The embedding model: SFNet plus the training-time pass on the down/up-sampled input (docs/method.md §1.7)."""
 from __future__ import annotations
 
 import torch
@@ -8,7 +8,7 @@ from network.sfnet import INPUT_SIZE, SFNet, resize
 
 
 def augmented_input(x: torch.Tensor) -> torch.Tensor:
-    """``up2(down2(x))``: bilinear to half size and back, align_corners=True (SPEC §1.7)."""
+    """``up2(down2(x))``: bilinear to half size and back, align_corners=True (docs/method.md §1.7)."""
     return resize(resize(x, INPUT_SIZE // 2, align_corners=True), INPUT_SIZE, align_corners=True)
 
 

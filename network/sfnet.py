@@ -1,4 +1,4 @@
-"""SFNet: two encoders, the fusion block and the cross-padding decoder with its side outputs (SPEC §1.6)."""
+"""SFNet: two encoders, the fusion block and the cross-padding decoder with its side outputs (docs/method.md §1.6)."""
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,6 @@
 """The window-attention block shared by encoder, fusion and decoder, and Swin patch merging.
 
-SPEC §1.1 (block, patch merging) and §1.3 (saliency-guided block). Blocks take and return
+docs/method.md §1.1 (block, patch merging) and §1.3 (saliency-guided block). Blocks take and return
 NCHW feature maps ``[B, C, h, w]`` of the fixed square grid they were built for.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ class SwinBlock(nn.Module):
 
 
 class SaliencyGuidedBlock(nn.Module):
-    """Saliency-masked window self-attention block, MWSA (SPEC §1.3).
+    """Saliency-masked window self-attention block, MWSA (docs/method.md §1.3).
 
     Turns a saliency map at the block's grid into foreground/background attention masks
     (unshifted, release quirk) and runs the wrapped :class:`SwinBlock` ``w_attn`` with them.

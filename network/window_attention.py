@@ -1,4 +1,4 @@
-"""Window self-attention with relative position bias and optional saliency guidance (SPEC §1.1, §1.3).
+"""Window self-attention with relative position bias and optional saliency guidance (docs/method.md §1.1, §1.3).
 
 Top-down: the additive masks a block feeds to its attention (Swin shift-region mask, saliency
 foreground/background masks), then :class:`WindowAttention` itself. Window tensors are laid out
@@ -31,7 +31,7 @@ def member_pairs(member: torch.Tensor) -> torch.Tensor:
 def shifted_window_mask(grid: int, window_size: int, shift: int) -> torch.Tensor:
     """Swin region mask ``[num_windows, N, N]`` for a cyclically shifted ``grid x grid`` map.
 
-    Regions are the slices ``[0:-ws], [-ws:-shift], [-shift:]`` on each axis (SPEC §1.1);
+    Regions are the slices ``[0:-ws], [-ws:-shift], [-shift:]`` on each axis (docs/method.md §1.1);
     tokens of different regions get :data:`MASKED_LOGIT`.
     """
     bounds = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
@@ -44,7 +44,7 @@ def shifted_window_mask(grid: int, window_size: int, shift: int) -> torch.Tensor
 
 
 def saliency_window_masks(saliency: torch.Tensor, window_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Foreground and background attention masks from a saliency map (SPEC §1.3).
+    """Foreground and background attention masks from a saliency map (docs/method.md §1.3).
 
     ``saliency`` ``[B, 1, h, w]`` is partitioned into windows *without* any cyclic shift
     (release quirk). Returns ``(fg, bg)``, each ``[B * num_windows, 1, N, N]`` additive
@@ -60,7 +60,7 @@ class WindowAttention(nn.Module):
     """Multi-head self-attention inside square windows with a learnt relative position bias.
 
     Plain: ``softmax(A) V`` with ``A = (q * head_dim**-0.5) k^T + B_rel (+ R)``.
-    Saliency-guided (SPEC §1.3): ``softmax(A) V + softmax(A + M_fg) V - softmax(A + M_bg) V``.
+    Saliency-guided (docs/method.md §1.3): ``softmax(A) V + softmax(A + M_fg) V - softmax(A + M_bg) V``.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 7) -> None:

@@ -1,9 +1,9 @@
-"""Spherical k-means of pixel embeddings and the segments built from it (SPEC §2.5 steps 1-4).
+"""Spherical k-means of pixel embeddings and the segments built from it (docs/method.md §2.5 steps 1-4).
 
 Everything works on whole batches at once on the device of the embeddings:
 
 * :func:`pixel_features` — unit embeddings ``z`` and the location-augmented ``zl``
-  (reference README §6 C.1-3);
+  (docs/method.md §6 C.1-3);
 * :func:`grid_initial_labels` and :func:`spherical_kmeans` — the 6×6 grid start and the
   10 assignment rounds, for all images together (§6 C.4-5);
 * :func:`build_segments` — one segment per (image, k-means cluster, semantic, instance),
@@ -35,7 +35,7 @@ def location_features(height: int, width: int, *, dtype: torch.dtype, device: to
 
 
 def pixel_features(embedding: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-pixel unit embeddings and their location-augmented version (SPEC §2.5 step 2).
+    """Per-pixel unit embeddings and their location-augmented version (docs/method.md §2.5 step 2).
 
     ``embedding`` ``[B, D, H, W]`` -> ``z`` ``[B, H*W, D]`` and
     ``zl = normalise(cat(z, y, x))`` ``[B, H*W, D+2]``.
@@ -51,7 +51,7 @@ def grid_initial_labels(height: int, width: int, grid: tuple[int, int], *, devic
     """``[H*W]`` initial k-means labels: a ``grid`` of rectangular cells, made compact.
 
     Row cell ``round(linspace(0, gy−1, H))``, column cell likewise, label ``ry + gy·rx``
-    (SPEC §2.5 step 3; reference README §6 C.4).
+    (docs/method.md §2.5 step 3; §6 C.4).
     """
     grid_y, grid_x = grid
     row_cell = torch.linspace(0, grid_y - 1, height, device=device).round().long()
@@ -62,7 +62,7 @@ def grid_initial_labels(height: int, width: int, grid: tuple[int, int], *, devic
 
 @torch.no_grad()
 def spherical_kmeans(features: Tensor, initial_labels: Tensor, iterations: int) -> Tensor:
-    """Spherical k-means of every image of the batch at once (reference README §6 C.5).
+    """Spherical k-means of every image of the batch at once (docs/method.md §6 C.5).
 
     ``features`` ``[B, N, D]`` unit vectors, ``initial_labels`` ``[N]`` compact labels shared by
     all images. Each round sets ``prototype_k = normalise(Σ members)`` (empty -> zero vector)
@@ -102,11 +102,11 @@ class Segments:
 def build_segments(
     batch_index: Tensor, cluster_label: Tensor, semantic_label: Tensor, instance_label: Tensor, label_divisor: int
 ) -> Segments:
-    """Group pixels by (image, k-means cluster, ``L = semantic·divisor + instance``) (SPEC §2.5 step 4).
+    """Group pixels by (image, k-means cluster, ``L = semantic·divisor + instance``) (docs/method.md §2.5 step 4).
 
     All inputs are ``[N]`` int64 over the pixels of the (gathered) batch. The ids are the dense
     rank of that triple in lexicographic order, which is what the release's two-stage ranking
-    (reference README §6 D, then the re-ranking by (image, segment) of §6 E) produces; the
+    (docs/method.md §6 D, then the re-ranking by (image, segment) of §6 E) produces; the
     segment's labels are decoded from its key.
     """
     if int(instance_label.max()) >= label_divisor:
@@ -132,7 +132,7 @@ def segment_prototypes(features: Tensor, segment_index: Tensor, num_segments: in
 
 
 def resize_labels(label: Tensor, size: tuple[int, int]) -> Tensor:
-    """Nearest-neighbour resize of integer label maps ``[B, H, W]`` to ``size`` (SPEC §2.5 step 1).
+    """Nearest-neighbour resize of integer label maps ``[B, H, W]`` to ``size`` (docs/method.md §2.5 step 1).
 
     For 224 -> 56 this picks pixel ``(4i, 4j)``, as the release's float resize does.
     """

@@ -1,4 +1,4 @@
-"""Run configuration: typed defaults equal to the release (SPEC §2, §4), YAML in and out.
+"""Run configuration: typed defaults equal to the release (docs/method.md §2, §4), YAML in and out.
 
 A config is a tree of dataclasses. ``load_config`` reads a YAML file (the filled
 ``configs/sod_template.yaml``) strictly: an unknown key or a value of the wrong type raises

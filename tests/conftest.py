@@ -35,7 +35,7 @@ def shared_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def deterministic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The network with the deterministic weights of reference/README.md §1, saved once per
+    """The network with the deterministic weights of ../shared/reference/README.md §1, saved once per
     session with ``network.save_checkpoint`` (release layout)."""
     from deterministic_weights import deterministic_state_dict
     from network import build_model, save_checkpoint

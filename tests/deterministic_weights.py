@@ -1,4 +1,4 @@
-"""Deterministic weights of reference/README.md §1, shared by the tests that use the fixtures.
+"""Deterministic weights of ../shared/reference/README.md §1, shared by the tests that use the fixtures.
 
 Every entry ``(name, tensor)`` of a model's state dict gets values from a generator seeded
 with ``crc32(name)``, drawn in float64 and cast to the entry's dtype, so float32 and float64
@@ -16,7 +16,7 @@ KEPT_BUFFERS = ("relative_position_index", "attn_mask")
 
 
 def deterministic_value(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """The README §1 value of one state-dict entry, in ``tensor``'s dtype and on the CPU."""
+    """The ../shared/reference/README.md §1 value of one state-dict entry, in ``tensor``'s dtype and on the CPU."""
     if name.endswith("num_batches_tracked"):
         return torch.zeros_like(tensor, device="cpu")
     if name.endswith(KEPT_BUFFERS):
@@ -43,5 +43,5 @@ def deterministic_value(name: str, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def deterministic_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """README §1 weights for every entry of ``model.state_dict()``, in the model's dtypes."""
+    """../shared/reference/README.md §1 weights for every entry of ``model.state_dict()``, in the model's dtypes."""
     return {name: deterministic_value(name, tensor) for name, tensor in model.state_dict().items()}

@@ -18,7 +18,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def float32_tolerances(readme: Path) -> dict[str, float]:
-    """Per-output max |diff| of the reference float32 run, from README §5's table."""
+    """Per-output max |diff| of the reference float32 run, from ../shared/reference/README.md §5's table."""
     section = readme.read_text().split("**Float32 tolerance.**", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (\w+) \| ([0-9.]+e-?\d+)", section, flags=re.MULTILINE)
     return {name: float(value) for name, value in rows}

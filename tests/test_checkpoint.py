@@ -1,4 +1,4 @@
-"""Release checkpoint loading errors, dtype handling and the ImageNet initialisation map (SPEC §1.8)."""
+"""Release checkpoint loading errors, dtype handling and the ImageNet initialisation map (docs/method.md §1.8)."""
 from __future__ import annotations
 
 import pytest

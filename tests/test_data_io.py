@@ -1,4 +1,4 @@
-"""spml.data.image_io and the scribble check: reading, 16-bit depth repair, bad files (SPEC §3.1)."""
+"""spml.data.image_io and the scribble check: reading, 16-bit depth repair, bad files (docs/method.md §3.1)."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""spml.data.lists: list files, scanning by stem, bad lists (SPEC §3.1)."""
+"""spml.data.lists: list files, scanning by stem, bad lists (docs/method.md §3.1)."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,4 @@
-"""spml.data.transforms and the size repair of the training dataset (SPEC §3.1-§3.3)."""
+"""spml.data.transforms and the size repair of the training dataset (docs/method.md §3.1-§3.3)."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +11,8 @@ from PIL import Image
 
 from spml.data.datasets import ScribbleTrainDataset
 from spml.data.lists import TrainSample
-from spml.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_inputs, train_sample
+from spml.data.transforms import eval_inputs, train_sample
+from spml.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 class ScriptedRandom(random.Random):
@@ -43,7 +44,7 @@ def sample_arrays():
     depth = generator.integers(0, 256, (64, 64), dtype=np.uint8)
     scribble = generator.integers(0, 3, (64, 64), dtype=np.uint8)
     hed = generator.integers(0, 256, (64, 64), dtype=np.uint8)
-    hed[0, 0] = 255  # the release's uint8 overflow case (reference README §7)
+    hed[0, 0] = 255  # the release's uint8 overflow case (docs/method.md §7)
     contour = generator.integers(0, 256, (64, 64), dtype=np.uint8)
     return rgb, depth, scribble, hed, contour
 

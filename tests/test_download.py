@@ -1,4 +1,4 @@
-"""Downloads (issue 6): files served by a loopback HTTP mirror land verified, or not at all."""
+"""Downloads: files served by a loopback HTTP mirror land verified, or not at all."""
 from __future__ import annotations
 
 import http.server

@@ -1,4 +1,4 @@
-"""spml.evaluation.featvis: PCA colouring of the embedding (SPEC §5)."""
+"""spml.evaluation.featvis: PCA colouring of the embedding (docs/method.md §5)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The release's step schedule (SPEC §4): lr = base · 0.1^(epoch // 60), epochs counted from 1."""
+"""The release's step schedule (docs/method.md §4): lr = base · 0.1^(epoch // 60), epochs counted from 1."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""Eval forward pass against reference/forward_eval.npz, float32 and float64 (reference README §5)."""
+"""Eval forward pass against reference/forward_eval.npz, float32 and float64 (../shared/reference/README.md §5)."""
 from __future__ import annotations
 
 import numpy as np

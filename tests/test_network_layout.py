@@ -1,4 +1,4 @@
-"""State-dict layout of the embedding model, input checks and the training-time pass (SPEC §1, §1.7, §1.8)."""
+"""State-dict layout of the embedding model, input checks and the training-time pass (docs/method.md §1, §1.7, §1.8)."""
 from __future__ import annotations
 
 import pytest

@@ -24,7 +24,7 @@ OUTPUT_KEYS = {
 }
 LABEL_KEYS = ("semantic_label", "instance_label", "contour_sum_label", "image")
 # Largest |float32 − float64| of a loss measured on this fixture is 3.3e-7 (ssc); the
-# reference README quotes up to 1e-6 for the release's own float32 run.
+# ../shared/reference/README.md quotes up to 1e-6 for the release's own float32 run.
 FLOAT32_LOSS_ATOL = 1e-6
 
 

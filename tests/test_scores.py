@@ -1,4 +1,4 @@
-"""spml.evaluation.scores / tables: metric numbers against pysodmetrics' own fixtures (SPEC §5)."""
+"""spml.evaluation.scores / tables: metric numbers against pysodmetrics' own fixtures (docs/method.md §5)."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,4 @@
-"""The synthetic data generator (issue 4 part 2) and the datasets on its output."""
+"""The synthetic data generator and the datasets on its output."""
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,4 @@
-"""pyscripts/benchmark/test_score.py and its launcher on a few real RGB-D samples (SPEC §5).
+"""pyscripts/benchmark/test_score.py and its launcher on a few real RGB-D samples (docs/method.md §5).
 
 The network has the deterministic weights of tests/deterministic_weights.py. Every image
 costs about a second on a CPU, so the data root holds three samples: two of DES (with GT)

@@ -1,4 +1,4 @@
-"""Training through the launcher on generated data (SPEC §4): a 3-iteration CPU run, the
+"""Training through the launcher on generated data (docs/method.md §4): a 3-iteration CPU run, the
 checkpoint layout, TensorBoard output, bad input and a non-finite loss."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Resume (SPEC §4): a run killed after a checkpoint and resumed with RESUME=1 ends with the
+"""Resume (docs/method.md §4): a run killed after a checkpoint and resumed with RESUME=1 ends with the
 same weights and bit-identical optimiser state as the uninterrupted run; the data order and
 augmentations resume where they stopped."""
 from __future__ import annotations

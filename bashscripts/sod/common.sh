@@ -7,7 +7,7 @@
 # writes the filled config into the snapshot directory and leaves defined:
 #   DEVICE (cpu|cuda), NUM_GPUS, NPROC (processes to start), SNAPSHOT_DIR, CONFIG, RESUME.
 
-# ---- hyper-parameters (release defaults, SPEC §4) --------------------------------------
+# ---- hyper-parameters (release defaults, docs/method.md §4) --------------------------------------
 DATAROOT=${DATAROOT:-dataroot}
 MAX_ITERATION=${MAX_ITERATION:-109250}
 BATCH_SIZE=${BATCH_SIZE:-4}                 # global batch per step, split over the processes

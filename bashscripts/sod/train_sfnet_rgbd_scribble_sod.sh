@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train DHFR (SFNet RGB-D, scribble supervision) with the release's settings (SPEC §4).
+# Train DHFR (SFNet RGB-D, scribble supervision) with the release's settings (docs/method.md §4).
 #   bashscripts/sod/train_sfnet_rgbd_scribble_sod.sh GPU_ID      GPU_ID: 0 | 0,1 | cpu
 # Environment overrides: see bashscripts/sod/common.sh (DATAROOT, MAX_ITERATION, BATCH_SIZE,
 # SNAPSHOT_STEP, PRETRAINED, RESUME=1, SNAPSHOT_DIR, NPROC with cpu, ...).

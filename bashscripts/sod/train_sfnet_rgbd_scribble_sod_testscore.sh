@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test score of a DHFR model (SPEC §5): maps, feature visualisations, scores, tables, curves.
+# Test score of a DHFR model (docs/method.md §5): maps, feature visualisations, scores, tables, curves.
 #   bashscripts/sod/train_sfnet_rgbd_scribble_sod_testscore.sh GPU_ID     GPU_ID: 0 | cpu
 # Environment (besides those of bashscripts/sod/common.sh, e.g. DATAROOT, SNAPSHOT_DIR):
 #   CHECKPOINT  checkpoint in the release layout (default: newest $SNAPSHOT_DIR/stage1/model-*.pth)

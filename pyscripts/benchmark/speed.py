@@ -1,10 +1,10 @@
 """Speed benchmarks. Subcommands:
 
-``objective``  forward+backward of :class:`spml.losses.DHFRObjective` (SPEC §2) on synthetic
+``objective``  forward+backward of :class:`spml.losses.DHFRObjective` (docs/method.md §2) on synthetic
                224×224 batches, against a straightforward formulation that clusters and scores
                each image in its own Python iteration (kept here only for the comparison).
 
-``network``    the network (SPEC §1): one eval-mode forward, and one training step (train-mode
+``network``    the network (docs/method.md §1): one eval-mode forward, and one training step (train-mode
                forward with the augmented pass, the objective, backward, gradient clamp, Adam).
 
 Examples: ``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``,

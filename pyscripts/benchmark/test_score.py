@@ -1,4 +1,4 @@
-"""Test score (SPEC §5): saliency maps, feature visualisations, scores, tables and curves.
+"""Test score (docs/method.md §5): saliency maps, feature visualisations, scores, tables and curves.
 
 For every test set found under the data root (``spml.data.lists.scan_test_sets``) it writes
 under ``--save-dir``: ``results/<SET>/<gt-stem>.png`` (8-bit map; at the ground truth's size

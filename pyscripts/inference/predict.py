@@ -1,7 +1,7 @@
 """Saliency maps (and optionally feature visualisations) for one's own RGB-D images.
 
 ``--rgb`` and ``--depth`` are either two image files (one pair) or two folders whose images
-are paired by file stem. Any input size: the pair is resized to 224×224 (SPEC §3.3) and the
+are paired by file stem. Any input size: the pair is resized to 224×224 (docs/method.md §3.3) and the
 map back to the RGB image's size (bilinear). Maps are written atomically as
 ``<out>/<stem>.png``, visualisations as ``<out>/featvis/<stem>.png`` (224×224). Unpaired
 and unreadable files are listed and skipped; the exit status is then 1.

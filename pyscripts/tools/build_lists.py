@@ -1,4 +1,4 @@
-"""Scan a data root in the release layout and (re)write its list files (SPEC §3.1).
+"""Scan a data root in the release layout and (re)write its list files (docs/method.md §3.1).
 
 Usage: python pyscripts/tools/build_lists.py --root DIR [--train-list PATH]
 

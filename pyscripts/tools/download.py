@@ -1,4 +1,4 @@
-"""Download the release's weights, data and results into the places the scripts expect (issue 6).
+"""Download the release's weights, data and results into the places the scripts expect.
 
 Items (default: all of them), placed under ``--root`` (default: the repository root):
 
@@ -112,17 +112,17 @@ def _verify_checkpoint(path: Path, load: Callable[[nn.Module, Path], object]) ->
 
 
 def verify_model(path: Path) -> None:
-    """The released DHFR checkpoint must load strictly (SPEC §1.8)."""
+    """The released DHFR checkpoint must load strictly (docs/method.md §1.8)."""
     _verify_checkpoint(path, network.load_checkpoint)
 
 
 def verify_localvit(path: Path) -> None:
-    """The LocalViT-Swin ImageNet checkpoint must fill the ImageNet map (SPEC §1.8)."""
+    """The LocalViT-Swin ImageNet checkpoint must fill the ImageNet map (docs/method.md §1.8)."""
     _verify_checkpoint(path, network.init_from_imagenet)
 
 
 def verify_dataset(data_root: Path) -> None:
-    """``data_root/sod`` must hold paired training samples and at least one test set (SPEC §3.1)."""
+    """``data_root/sod`` must hold paired training samples and at least one test set (docs/method.md §3.1)."""
     try:
         scan_train_samples(data_root)
         if not scan_test_sets(data_root):

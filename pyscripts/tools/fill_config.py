@@ -1,5 +1,5 @@
 """Fill the config template with ``section.key=value`` overrides and write it into the
-snapshot directory (SPEC §4: the directory is named after the hyper-parameters).
+snapshot directory (docs/method.md §4: the directory is named after the hyper-parameters).
 
     python pyscripts/tools/fill_config.py [--template T] [--snapshot-dir DIR] section.key=value ...
 

@@ -1,4 +1,4 @@
-"""Train DHFR on scribble-annotated RGB-D data with the release's procedure (SPEC §2, §4).
+"""Train DHFR on scribble-annotated RGB-D data with the release's procedure (docs/method.md §2, §4).
 
     python pyscripts/train/train.py --config <snapshot dir>/config.yaml [--device cpu|cuda] [--resume]
     torchrun --standalone --nproc_per_node=N pyscripts/train/train.py ...   (one process per GPU)
@@ -49,13 +49,13 @@ from spml.config import Config, ConfigError, TrainConfig, load_config
 from spml.data import DataError
 from spml.data.datasets import ScribbleTrainDataset, seed_worker
 from spml.data.lists import default_train_list, ensure_train_list, read_train_list
-from spml.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from spml.normalization import denormalize_rgb
 from spml.evaluation.featvis import embedding_pca_rgb
 from spml.losses import DHFRObjective, MemoryBank
 
 logger = logging.getLogger("train")
 
-# The objective's weighted losses, their sum and the prototype accuracy (SPEC §2).
+# The objective's weighted losses, their sum and the prototype accuracy (docs/method.md §2).
 LOGGED_KEYS = ("sem_ann_loss", "img_sim_loss", "partedCE_loss", "ssc_loss", "smo_loss", "contour_loss", "loss",
                "accuracy")
 LABEL_KEYS = ("semantic_label", "instance_label", "contour_sum_label")
@@ -162,7 +162,7 @@ def restore_training_checkpoint(stage_dir: Path, iteration: int, state: Training
 
 
 def initialise_from_imagenet(model: nn.Module, pretrained: str) -> None:
-    """ImageNet initialisation (SPEC §1.8) unless ``pretrained`` is ``none``."""
+    """ImageNet initialisation (docs/method.md §1.8) unless ``pretrained`` is ``none``."""
     if pretrained == "none":
         logger.info("train.pretrained is 'none': training from scratch")
         return
@@ -246,11 +246,9 @@ def per_process_batch(global_batch: int, world_size: int) -> int:
 # ----------------------------------------------------------------------------- logging
 
 def image_strip(batch: dict, outputs: dict[str, torch.Tensor], size: int) -> torch.Tensor:
-    """SPEC §4's TensorBoard strip for the first sample, uint8 ``[3, size, 8·size]``: RGB, depth,
+    """docs/method.md §4's TensorBoard strip for the first sample, uint8 ``[3, size, 8·size]``: RGB, depth,
     contour label, scribble, instance map, prediction, contour prediction, embedding PCA."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    rgb = (batch["image"][0] * std + mean).clamp(0, 1)
+    rgb = denormalize_rgb(batch["image"][0]).clamp(0, 1)
     scribble_grey = torch.tensor([0.0, 1.0, 0.5])[batch["semantic_label"][0]]
     instance = batch["instance_label"][0].float()
     grey_maps = [
@@ -316,7 +314,7 @@ def make_loader(config: Config, group: ProcessGroup, list_path: Path) -> tuple[D
 
 def training_step(network: nn.Module, objective: DHFRObjective, state: TrainingState, batch: dict,
                   train_config: TrainConfig, device: torch.device, iteration: int) -> tuple[dict[str, float], dict]:
-    """One optimiser step (SPEC §4, reference README §6): forward on (image, depth) with the
+    """One optimiser step (docs/method.md §4, docs/method.md §6): forward on (image, depth) with the
     augmented pass, objective with the memory bank, backward, element-wise gradient clamp,
     Adam step, then the memory bank push. Returns the logged values (mean over processes)
     and the network outputs; raises before the update if a loss is not finite."""
@@ -350,7 +348,7 @@ def training_step(network: nn.Module, objective: DHFRObjective, state: TrainingS
 
 
 def train(config: Config, group: ProcessGroup, resume: bool) -> None:
-    """The release's training loop (SPEC §4) from iteration 0 or after the newest checkpoint."""
+    """The release's training loop (docs/method.md §4) from iteration 0 or after the newest checkpoint."""
     train_config = config.train
     snapshot_dir = Path(train_config.snapshot_dir)
     stage_dir = snapshot_dir / STAGE_DIR

@@ -1,4 +1,4 @@
-"""Datasets of scribble-annotated training samples and of RGB-D test images (SPEC §3).
+"""Datasets of scribble-annotated training samples and of RGB-D test images (docs/method.md §3).
 
 Randomness of the training augmentation: each :class:`ScribbleTrainDataset` owns a
 ``random.Random`` seeded with its ``seed``. In the main process (``num_workers=0``) it is
@@ -37,7 +37,7 @@ def read_scribble(path: str | os.PathLike) -> np.ndarray:
 
 def match_size(image_u8: np.ndarray, height: int, width: int, resample: Image.Resampling,
                path: str | os.PathLike) -> np.ndarray:
-    """Resize a map to the RGB image's size (SPEC §3.1 repair, logged once per file)."""
+    """Resize a map to the RGB image's size (docs/method.md §3.1 repair, logged once per file)."""
     if image_u8.shape[:2] == (height, width):
         return image_u8
     log_repair_once(path, f"size {image_u8.shape[1]}x{image_u8.shape[0]} resized to the RGB size {width}x{height}")
@@ -45,7 +45,7 @@ def match_size(image_u8: np.ndarray, height: int, width: int, resample: Image.Re
 
 
 class ScribbleTrainDataset(Dataset):
-    """Training samples after SPEC §3.2; items are dicts of ``image``, ``depth``,
+    """Training samples after docs/method.md §3.2; items are dicts of ``image``, ``depth``,
     ``semantic_label``, ``instance_label``, ``contour_sum_label`` and ``name`` (the RGB stem)."""
 
     def __init__(self, samples: Sequence[TrainSample], crop_size: int = 224, seed: int = 0) -> None:
@@ -79,7 +79,7 @@ class ScribbleTrainDataset(Dataset):
 
 
 class RGBDTestDataset(Dataset):
-    """Test images after SPEC §3.3; items are dicts of ``image``, ``depth``, ``name`` (stem)
+    """Test images after docs/method.md §3.3; items are dicts of ``image``, ``depth``, ``name`` (stem)
     and ``index`` (position in ``samples``, whose ``gt`` keeps the original resolution)."""
 
     def __init__(self, samples: Sequence[TestSample], size: int = 224) -> None:

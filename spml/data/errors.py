@@ -1,6 +1,6 @@
 """Bad and repaired input: the error raised for unusable data, and the once-per-file repair log.
 
-SPEC §3.1: real data is untidy; a repair (16-bit depth, size mismatch) is logged once per
+docs/method.md §3.1: real data is untidy; a repair (16-bit depth, size mismatch) is logged once per
 file under the logger ``spml.data``. Input that cannot be repaired raises :class:`DataError`
 with one line naming the file (or ``list:line``). "Once" is per process: each DataLoader
 worker logs a repaired file the first time it reads it.

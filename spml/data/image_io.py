@@ -1,4 +1,4 @@
-"""Reading RGB, depth and grey label images as uint8 arrays (SPEC §3.1, §3.2), and writing them.
+"""Reading RGB, depth and grey label images as uint8 arrays (docs/method.md §3.1, §3.2), and writing them.
 
 Depth files may be 16-bit (or 32-bit integer / float): they are min-max scaled per image
 to 0..255 instead of being clipped by an 8-bit conversion, and the repair is logged once
@@ -51,7 +51,7 @@ def scale_to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def read_depth(path: str | os.PathLike) -> np.ndarray:
-    """HxW uint8 depth; wider-than-8-bit depth is min-max scaled per image (SPEC §3.1)."""
+    """HxW uint8 depth; wider-than-8-bit depth is min-max scaled per image (docs/method.md §3.1)."""
     image = _open(path)
     if image.mode in _WIDE_DEPTH_MODES:
         log_repair_once(path, f"{image.mode} depth min-max scaled to 0..255")

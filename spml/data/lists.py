@@ -1,4 +1,4 @@
-"""List files of training and test samples, and building them by scanning a data root (SPEC §3.1).
+"""List files of training and test samples, and building them by scanning a data root (docs/method.md §3.1).
 
 A list has one sample per line, space-separated paths relative to the data root:
 training ``rgb depth scribble hed contour``, test ``rgb depth gt`` (a test set without

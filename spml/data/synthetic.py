@@ -3,7 +3,7 @@
 A scene is a textured, low-saturation background with one to three salient objects
 (ellipses or star polygons) in saturated colours that are also nearer (brighter in depth)
 than the background, so saliency is predictable from colour and from depth. Besides the
-ground-truth mask it carries the release's training annotations (SPEC §3.1): scribbles
+ground-truth mask it carries the release's training annotations (docs/method.md §3.1): scribbles
 (5-px strokes: 1 inside the eroded objects, 0 on the background away from them, 2
 elsewhere), an edge map in place of HED and an outer-contour map. Everything is drawn with
 numpy/cv2 from one ``numpy.random.Generator``, so a scene is a pure function of its seed.

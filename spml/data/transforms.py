@@ -1,4 +1,4 @@
-"""Preprocessing of training samples (SPEC §3.2) and of evaluation inputs (SPEC §3.3).
+"""Preprocessing of training samples (docs/method.md §3.2) and of evaluation inputs (docs/method.md §3.3).
 
 The training augmentation uses PIL operations in the release's order, drawing its random
 numbers from a caller-given ``random.Random`` (see ``spml.data.datasets`` for how that
@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from spml.normalization import normalize_rgb
 
 CROP_BORDER = 30
 ROTATION_PROBABILITY = 0.2
@@ -37,10 +36,7 @@ def _tensor(array: np.ndarray | Image.Image) -> torch.Tensor:
 
 def rgb_tensor(rgb_u8: np.ndarray | Image.Image) -> torch.Tensor:
     """HxWx3 uint8 -> [3,H,W] float32, ``(x/255 - mean)/std`` with the ImageNet statistics."""
-    rgb = _tensor(rgb_u8).permute(2, 0, 1).float().div(255)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (rgb - mean) / std
+    return normalize_rgb(_tensor(rgb_u8).permute(2, 0, 1).float().div(255))
 
 
 def depth_tensor(depth_u8: np.ndarray | Image.Image) -> torch.Tensor:
@@ -54,13 +50,13 @@ def resize_nearest(image_u8: np.ndarray, size: int) -> np.ndarray:
 
 
 def eval_inputs(rgb_u8: np.ndarray, depth_u8: np.ndarray, size: int = 224) -> tuple[torch.Tensor, torch.Tensor]:
-    """SPEC §3.3: nearest resize to ``size``; returns (image [3,s,s] normalised, depth [3,s,s] /255)."""
+    """docs/method.md §3.3: nearest resize to ``size``; returns (image [3,s,s] normalised, depth [3,s,s] /255)."""
     return rgb_tensor(resize_nearest(rgb_u8, size)), depth_tensor(resize_nearest(depth_u8, size))
 
 
 def _augment(rgb: Image.Image, maps: list[Image.Image], rng: random.Random,
              crop_size: int) -> tuple[Image.Image, list[Image.Image]]:
-    """SPEC §3.2 steps 2-6 on the RGB image and the maps that follow its geometry."""
+    """docs/method.md §3.2 steps 2-6 on the RGB image and the maps that follow its geometry."""
     images = [rgb, *maps]
     if rng.randint(0, 1) == 1:
         images = [image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for image in images]
@@ -82,12 +78,12 @@ def _augment(rgb: Image.Image, maps: list[Image.Image], rng: random.Random,
 
 def train_sample(rgb_u8: np.ndarray, depth_u8: np.ndarray, scribble: np.ndarray, hed_u8: np.ndarray,
                  contour_u8: np.ndarray, rng: random.Random, crop_size: int = 224) -> dict[str, torch.Tensor]:
-    """SPEC §3.2 on one sample of equal-sized maps; ``scribble`` holds labels 0/1/2.
+    """docs/method.md §3.2 on one sample of equal-sized maps; ``scribble`` holds labels 0/1/2.
 
     Returns ``image``, ``depth`` ([3,c,c] float32), ``semantic_label``, ``instance_label``
     ([c,c] int64) and ``contour_sum_label`` ([c,c] float32 in [0, 1]).
     The instance map is computed in int64: an edge value of 255 gives ``hed+1 = 256`` instead
-    of wrapping to 0 in uint8 (the release's overflow, reference README §7). Labels equal
+    of wrapping to 0 in uint8 (the release's overflow, docs/method.md §7). Labels equal
     ``hed+1`` up to the uint8 quantisation (which truncates the smallest to 0 once
     ``max(hed+1) > 255``); corners filled by a rotation are 0, as in the release.
     """

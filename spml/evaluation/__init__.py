@@ -1,1 +1,1 @@
-"""Test score and evaluation (SPEC §5): metrics, feature visualisation, tables and curves."""
+"""Test score and evaluation (docs/method.md §5): metrics, feature visualisation, tables and curves."""

@@ -1,4 +1,4 @@
-"""Feature visualisation of the hypersphere embedding (SPEC §5).
+"""Feature visualisation of the hypersphere embedding (docs/method.md §5).
 
 Per image: L2-normalise each pixel's 64-d embedding, centre over the image's pixels, project
 onto the first three principal components, min-max scale the three channels together to

@@ -1,4 +1,4 @@
-"""Running a trained DHFR network for evaluation (SPEC §1.6, §3.3, §5).
+"""Running a trained DHFR network for evaluation (docs/method.md §1.6, §3.3, §5).
 
 The network sees 224×224 inputs; :func:`predict` returns its final map ``div1`` and the
 embedding (``dec4``) of a batch; :func:`saliency_to_uint8` brings one map back to any image

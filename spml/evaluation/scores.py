@@ -1,4 +1,4 @@
-"""Saliency metrics of one test set under the field or the release protocol (SPEC §5).
+"""Saliency metrics of one test set under the field or the release protocol (docs/method.md §5).
 
 Every number comes from the standard library's classes (``py_sod_metrics``): S-measure
 (α = 0.5), F-measure (β² = 0.3: max / mean / adaptive), E-measure (max / mean / adaptive),

@@ -1,4 +1,4 @@
-"""The DHFR training objective (SPEC §2)."""
+"""The DHFR training objective (docs/method.md §2)."""
 from spml.losses.memory_bank import MemoryBank
 from spml.losses.objective import DHFRObjective
 

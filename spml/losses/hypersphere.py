@@ -1,7 +1,7 @@
-"""The hypersphere feature regularisation terms ``sem_ann`` and ``img_sim`` (SPEC §2.5 steps 6-7).
+"""The hypersphere feature regularisation terms ``sem_ann`` and ``img_sim`` (docs/method.md §2.5 steps 6-7).
 
 Both apply :func:`~spml.losses.segsort.fused_segsort_loss` to segment prototypes built by
-:mod:`spml.clustering`; the exact wiring follows reference README §6 G.
+:mod:`spml.clustering`; the exact wiring follows docs/method.md §6 G.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FIFO memory of the segment prototypes of the last training steps (SPEC §2.5 step 8; reference README §6 F)."""
+"""FIFO memory of the segment prototypes of the last training steps (docs/method.md §2.5 step 8; §6 F)."""
 from __future__ import annotations
 
 import torch

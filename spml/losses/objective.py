@@ -1,4 +1,4 @@
-"""The complete DHFR training objective (SPEC §2): scribble CE, SSC, smoothness, contour and vMF terms."""
+"""The complete DHFR training objective (docs/method.md §2): scribble CE, SSC, smoothness, contour and vMF terms."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +34,7 @@ def _no_gather(tensor: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class _ClusteredPass:
-    """One pass (plain or augmented) of the gathered batch after clustering (SPEC §2.5 steps 2-4)."""
+    """One pass (plain or augmented) of the gathered batch after clustering (docs/method.md §2.5 steps 2-4)."""
 
     z: Tensor  # [N, D] unit pixel embeddings
     zl: Tensor  # [N, D+2] with location
@@ -65,7 +65,7 @@ def saliency_losses(outputs: dict[str, Tensor], labels: dict[str, Tensor], weigh
 
 
 class DHFRObjective(nn.Module):
-    """``objective(outputs, labels, memory=None)`` -> the weighted losses of SPEC §2.
+    """``objective(outputs, labels, memory=None)`` -> the weighted losses of docs/method.md §2.
 
     ``outputs``: the network's training outputs (``div1, div2, div4, div8, div16,
     before_fuse_div16, contour_div1, embedding, div1_aug, embedding_aug``). ``labels``:
@@ -140,7 +140,7 @@ class DHFRObjective(nn.Module):
     def _cluster(self, embedding: Tensor, embedding_aug: Tensor, labels: dict[str, Tensor]) -> _ClusteredBatch:
         """k-means both passes locally, gather pixels and labels, form segments and prototypes.
 
-        The augmented pass uses the plain pass's labels (SPEC §2.5 step 4).
+        The augmented pass uses the plain pass's labels (docs/method.md §2.5 step 4).
         """
         height, width = embedding.shape[-2:]
         initial = grid_initial_labels(height, width, tuple(self.network_config.kmeans_num_clusters), device=embedding.device)

@@ -1,10 +1,10 @@
-"""Partial cross-entropy on the scribbles for the six side outputs (SPEC §2.1)."""
+"""Partial cross-entropy on the scribbles for the six side outputs (docs/method.md §2.1)."""
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
 
-# Side output -> weight (SPEC §2.1).
+# Side output -> weight (docs/method.md §2.1).
 SIDE_WEIGHTS = {
     "div1": 1.0,
     "div2": 0.8,

@@ -1,4 +1,4 @@
-"""Diagnostic top-5 prototype retrieval accuracy (SPEC §2.5 step 9; reference README §6 G)."""
+"""Diagnostic top-5 prototype retrieval accuracy (docs/method.md §2.5 step 9; §6 G)."""
 from __future__ import annotations
 
 import torch

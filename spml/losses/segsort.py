@@ -1,4 +1,4 @@
-"""The SegSort von Mises-Fisher loss with concentration and additive margin (SPEC §2.5 step 5).
+"""The SegSort von Mises-Fisher loss with concentration and additive margin (docs/method.md §2.5 step 5).
 
 For pixel ``z_i`` with label ``y_i`` and own prototype ``s(i)``, against prototypes ``p_j``
 with labels ``y_j``:
@@ -56,7 +56,7 @@ def fused_segsort_loss(
     concentration: float,
     margin: float,
 ) -> Tensor:
-    """:func:`segsort_loss` (same arguments, same values) with an analytic backward (SPEC §2.5 step 5).
+    """:func:`segsort_loss` (same arguments, same values) with an analytic backward (docs/method.md §2.5 step 5).
 
     Differentiable in ``pixels`` and ``prototypes``, including the margin's dependence on the
     norms ``‖z_i‖‖p_j‖``.

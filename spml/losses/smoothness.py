@@ -1,11 +1,11 @@
-"""Edge-aware smoothness of the final saliency map (SPEC §2.3)."""
+"""Edge-aware smoothness of the final saliency map (docs/method.md §2.3)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spml.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from spml.normalization import denormalize_rgb
 
 SMOOTHNESS_FACTOR = 0.3
 FIRST_ORDER_WEIGHT = 10.0
@@ -27,10 +27,8 @@ def _filter_responses(x: Tensor) -> Tensor:
 
 def grey_image(image: Tensor) -> Tensor:
     """Undo the ImageNet normalisation of ``[B, 3, H, W]`` and return ``0.299R + 0.587G + 0.114B`` ``[B, 1, H, W]``."""
-    mean = torch.as_tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).reshape(1, 3, 1, 1)
-    std = torch.as_tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).reshape(1, 3, 1, 1)
     weights = torch.tensor(GREY_WEIGHTS, dtype=image.dtype, device=image.device).reshape(1, 3, 1, 1)
-    return ((image * std + mean) * weights).sum(dim=1, keepdim=True)
+    return (denormalize_rgb(image) * weights).sum(dim=1, keepdim=True)
 
 
 def smoothness(saliency: Tensor, image: Tensor) -> Tensor:

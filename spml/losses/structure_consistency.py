@@ -1,4 +1,4 @@
-"""Saliency structure consistency between the plain and the augmented prediction (SPEC §2.2)."""
+"""Saliency structure consistency between the plain and the augmented prediction (docs/method.md §2.2)."""
 from __future__ import annotations
 
 import torch
