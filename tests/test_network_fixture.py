@@ -1,4 +1,5 @@
-"""Eval forward pass against reference/forward_eval.npz, float32 and float64 (../shared/reference/README.md §5)."""
+"""Eval forward pass against reference/forward_eval.npz, float32 and float64, on the CPU and on CUDA
+when present (../shared/reference/README.md §5)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,8 @@ from deterministic_weights import deterministic_state_dict
 from network import build_model, load_checkpoint
 from network.sfnet import OUTPUT_NAMES
 from reference_tables import float32_tolerances
+
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
 FLOAT32_MARGIN = 2.0
 """Allowed multiple of the reference's own float32-vs-float64 difference (summation order varies)."""
@@ -21,16 +24,29 @@ def reference(reference_dir) -> dict[str, np.ndarray]:
         return dict(data)
 
 
-@pytest.fixture(scope="module", params=[torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        ("cpu", torch.float32),
+        ("cpu", torch.float64),
+        pytest.param(("cuda", torch.float32), marks=NO_CUDA),
+        pytest.param(("cuda", torch.float64), marks=NO_CUDA),
+    ],
+    ids=["cpu-float32", "cpu-float64", "cuda-float32", "cuda-float64"],
+)
 def run(request, reference) -> tuple[torch.dtype, torch.nn.Module, dict[str, torch.Tensor]]:
-    """Model with deterministic weights in one dtype, and its outputs on the fixture batch."""
-    dtype = request.param
+    """Model with deterministic weights in one dtype and on one device, and its outputs on the fixture batch.
+
+    On CUDA the network runs in the package's default exact float32 (no TF32).
+    """
+    device, dtype = request.param
     model = build_model().to(dtype).eval()
     load_checkpoint(model, {"embedding_model": deterministic_state_dict(model)})
-    image = torch.from_numpy(reference["image"]).to(dtype)
-    depth = torch.from_numpy(reference["depth"]).to(dtype)
+    model.to(device)
+    image = torch.from_numpy(reference["image"]).to(device, dtype)
+    depth = torch.from_numpy(reference["depth"]).to(device, dtype)
     with torch.no_grad():
-        outputs = model(image, depth)
+        outputs = {name: output.cpu() for name, output in model(image, depth).items()}
     return dtype, model, outputs
 
 
@@ -56,9 +72,10 @@ def test_output_matches_reference(run, reference, reference_dir, name):
 
 def test_single_image_batch_gives_the_same_outputs(run, reference):
     dtype, model, outputs = run
-    image = torch.from_numpy(reference["image"][1:]).to(dtype)
-    depth = torch.from_numpy(reference["depth"][1:]).to(dtype)
+    device = next(model.parameters()).device
+    image = torch.from_numpy(reference["image"][1:]).to(device, dtype)
+    depth = torch.from_numpy(reference["depth"][1:]).to(device, dtype)
     with torch.no_grad():
-        single = model(image, depth)
+        single = {name: output.cpu() for name, output in model(image, depth).items()}
     for name in OUTPUT_NAMES:
         torch.testing.assert_close(single[name], outputs[name][1:], msg=name)

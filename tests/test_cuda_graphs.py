@@ -1,0 +1,82 @@
+"""CUDA-graph replay of the network (network.cuda_graphs): same numbers as eager, stochastic blocks intact.
+
+These need a GPU and are skipped, saying so, on a machine without one.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deterministic_weights import deterministic_state_dict
+from network import build_model, load_checkpoint
+from network.cuda_graphs import GraphedEval, graphed_training_forward
+from network.precision import set_float32_precision
+from network.sfnet import OUTPUT_NAMES
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+EAGER_TOLERANCE = 1e-5
+"""Graph replay runs the eager kernels; only launch order and allocation differ."""
+
+
+@pytest.fixture(scope="module")
+def fixture_inputs(reference_dir) -> tuple[torch.Tensor, torch.Tensor]:
+    with np.load(reference_dir / "forward_eval.npz") as data:
+        return torch.from_numpy(data["image"]).cuda(), torch.from_numpy(data["depth"]).cuda()
+
+
+@pytest.fixture(scope="module")
+def eval_model() -> torch.nn.Module:
+    set_float32_precision("fp32")
+    model = build_model()
+    load_checkpoint(model, {"embedding_model": deterministic_state_dict(model)})
+    return model.cuda().eval()
+
+
+def test_graphed_eval_equals_eager_for_every_batch_size_met(eval_model, fixture_inputs):
+    image, depth = fixture_inputs
+    with torch.no_grad():
+        eager = eval_model(image, depth)
+    graphed = GraphedEval(eval_model)
+    first = graphed(image, depth)
+    single = graphed(image[1:], depth[1:])  # a second graph, sharing the memory pool
+    again = graphed(image, depth)
+    for name in OUTPUT_NAMES:
+        torch.testing.assert_close(first[name], eager[name], atol=EAGER_TOLERANCE, rtol=0, msg=name)
+        torch.testing.assert_close(single[name], eager[name][1:], atol=EAGER_TOLERANCE, rtol=0, msg=name)
+        torch.testing.assert_close(again[name], first[name], atol=0, rtol=0, msg=name)
+
+
+def test_graphed_eval_outputs_are_copies(eval_model, fixture_inputs):
+    image, depth = fixture_inputs
+    graphed = GraphedEval(eval_model)
+    first = graphed(image, depth)["div1"]
+    kept = first.clone()
+    graphed(torch.zeros_like(image), torch.zeros_like(depth))
+    assert torch.equal(first, kept)
+
+
+def test_graphed_training_keeps_droppath_and_batchnorm_live():
+    torch.manual_seed(0)
+    model = build_model().cuda().train()
+    batch_norm = model.sfnet.upsample_head.bn1
+    counter_before = int(batch_norm.num_batches_tracked)
+    forward = graphed_training_forward(model, batch_size=2)
+    assert int(batch_norm.num_batches_tracked) == counter_before, "capture warm-up must leave the buffers as they were"
+    image, depth = torch.randn(2, 3, 224, 224, device="cuda"), torch.rand(2, 3, 224, 224, device="cuda")
+    running_mean = batch_norm.running_mean.clone()
+    first = forward(image, depth)["div1"].detach().clone()
+    second = forward(image, depth)
+    assert not torch.equal(first, second["div1"]), "DropPath must draw new masks at every replay"
+    assert not torch.equal(batch_norm.running_mean, running_mean)
+    assert int(batch_norm.num_batches_tracked) == counter_before + 4  # two calls, two passes each
+    sum(output.float().mean() for output in second.values()).backward()
+    assert all(parameter.grad is not None for parameter in model.parameters())
+
+
+def test_graphed_training_rejects_another_batch_size():
+    model = build_model().cuda().train()
+    forward = graphed_training_forward(model, batch_size=2)
+    with pytest.raises(ValueError, match=r"captured for inputs \[2, 3, 224, 224\]"):
+        forward(torch.zeros(1, 3, 224, 224, device="cuda"), torch.zeros(1, 3, 224, 224, device="cuda"))
