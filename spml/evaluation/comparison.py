@@ -7,7 +7,7 @@ holds ``<SET>/<stem>.png``. Every map is scored at the ground truth's resolution
 library's users read it (``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``).
 
 Nothing is dropped silently. Per method and set, :class:`MethodSetResult` lists and counts
-the *missing* maps (a ground-truth stem without ``<stem>.png``; all of them when the method has
+the *missing* maps (``<stem>.png`` of a ground-truth stem that is absent; all of them when the method has
 no folder for the set), the *extra* files (anything in the method's set folder that is not the
 map of a ground-truth stem), the *resized* maps (another size than the ground truth: resized
 bilinearly to it, then scored) and the *unreadable* maps (not scored). Unreadable ground-truth
@@ -191,7 +191,7 @@ def compare_set(
         set_dir = root / name
         result = MethodSetResult(set_dir, set_dir.is_dir(), per_image={} if per_image else None)
         maps[method], result.extra = method_files(set_dir, list(gt_files)) if result.found else ({}, [])
-        result.missing = [stem for stem in gt_files if stem not in maps[method]]
+        result.missing = [stem + MAP_SUFFIX for stem in gt_files if stem not in maps[method]]
         methods[method] = result
     outcome = SetResult(name, gt_dir, len(gt_files), methods)
     for stem, gt_path in gt_files.items():
@@ -231,7 +231,7 @@ def problem_lines(result: SetResult) -> list[str]:
         if not outcome.found:
             parts.append(f"no folder {outcome.folder}: all {len(outcome.missing)} maps missing")
         elif outcome.missing:
-            parts.append(f"{len(outcome.missing)} missing ({_names([s + MAP_SUFFIX for s in outcome.missing])})")
+            parts.append(f"{len(outcome.missing)} missing ({_names(outcome.missing)})")
         if outcome.extra:
             parts.append(f"{len(outcome.extra)} extra ({_names(outcome.extra)})")
         if outcome.resized:
