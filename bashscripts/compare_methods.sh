@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Compare methods' saliency maps on the same test sets (see pyscripts/benchmark/compare_methods.py).
-#   bashscripts/compare_methods.sh --method NAME=DIR [--method NAME=DIR ...] [--sets SET ...] [--per-image]
-# Each DIR holds <SET>/<stem>.png. Environment (used when the option is not given):
+#   bashscripts/compare_methods.sh --method NAME[:SET]=DIR [--method ...] [--sets SET ...] [--per-image]
+# DIR holds <SET>/<stem>.png (with :SET, that set's <stem>.png). Environment (used when the option is not given):
 #   GT_ROOT  ground truth, <SET>/GT or sod/Test/<SET>/GT   (default: dataroot)
 #   OUT_DIR  output folder                                 (default: snapshots/comparison)
 # Example, the released maps against one's own test-score maps:

@@ -158,7 +158,7 @@ def test_a_method_without_the_set_shows_a_dash(run) -> None:
 def test_release_layout_and_set_selection(des: Path, methods: dict[str, Path], tmp_path: Path) -> None:
     shutil.copytree(des / "GT", tmp_path / "data/sod/Test/DES/GT")
     shutil.copytree(des / "GT", tmp_path / "data/sod/Test/SSD/GT")
-    result = compare_set("DES", tmp_path / "data/sod/Test/DES/GT", {"JLDCF": methods["JLDCF"]})
+    result = compare_set("DES", tmp_path / "data/sod/Test/DES/GT", {"JLDCF": methods["JLDCF"] / "DES"})
     assert result.table()["JLDCF"]["n"] == 5 and set(result.curves()) == {"JLDCF"}
     from pyscripts.benchmark.compare_methods import main
 
@@ -166,6 +166,22 @@ def test_release_layout_and_set_selection(des: Path, methods: dict[str, Path], t
                  "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert list(json.loads((tmp_path / "out/DES/scores.json").read_text())) == ["JLDCF"]
     assert not (tmp_path / "out/SSD").exists()
+
+
+def test_a_folder_per_set_is_taken_as_it_is(repo_root: Path, shared_data_dir: Path, des: Path,
+                                            fixture_scores: dict, tmp_path: Path) -> None:
+    """``NAME:SET=DIR``: the shared ``DES/pred_JLDCF`` folder itself, beside a root without DES."""
+    (tmp_path / "empty").mkdir()
+    process = _compare(repo_root, "--gt-root", str(shared_data_dir / "rgbd_samples"), "--sets", "DES", "SSD",
+                       "--out", str(tmp_path / "out"), "--method", f"JLDCF:DES={des / 'pred_JLDCF'}",
+                       "--method", f"other={tmp_path / 'empty'}")
+    assert process.returncode == 0, process.stderr
+    table = json.loads((tmp_path / "out/DES/scores.json").read_text())
+    expected = fixture_scores["aggregate"]
+    _assert_scores(table["JLDCF"], {key: expected[value] for key, value in FIXTURE_KEYS.items()})
+    assert table["other"]["S"] is None and table["other"]["missing"] == 5
+    report = (tmp_path / "out/comparison.md").read_text()
+    assert "SSD / JLDCF: no folder given for SSD: all 3 maps missing" in report
 
 
 def test_launcher_passes_options_and_fills_defaults(repo_root: Path, des: Path, methods: dict[str, Path],
@@ -181,7 +197,9 @@ def test_launcher_passes_options_and_fills_defaults(repo_root: Path, des: Path, 
 @pytest.mark.parametrize("args, message", [
     (["--method", "JLDCF"], "--method 'JLDCF': expected NAME=DIR"),
     (["--method", "a|b={JLDCF}"], "NAME must be"),
-    (["--method", "JLDCF={JLDCF}", "--method", "JLDCF={partial}"], "method name 'JLDCF' given twice"),
+    (["--method", "JLDCF={JLDCF}", "--method", "JLDCF={partial}"], "JLDCF given twice"),
+    (["--method", "JLDCF:={JLDCF}"], "expected NAME=DIR or NAME:SET=DIR"),
+    (["--method", "JLDCF:NOPE={JLDCF}"], "no ground truth for set 'NOPE'"),
     (["--method", "X={missing}"], "folder not found"),
     (["--method", "JLDCF={JLDCF}", "--sets", "NOPE"], "for set 'NOPE'"),
     (["--method", "JLDCF={JLDCF}", "--gt-root-missing"], "ground-truth root not found"),

@@ -1,7 +1,8 @@
 """Compare methods' saliency maps on the same test sets (field protocol, docs/method.md §5).
 
-Each ``--method NAME=DIR`` folder holds ``<SET>/<stem>.png`` maps; ``--gt-root`` holds
-``<SET>/GT/<stem>.png`` (or the release layout ``sod/Test/<SET>/GT``). Every map is scored at
+Each ``--method NAME=DIR`` folder holds ``<SET>/<stem>.png`` maps (``--method NAME:SET=DIR``:
+DIR holds that one set's maps, ``<stem>.png``); ``--gt-root`` holds ``<SET>/GT/<stem>.png``
+(or the release layout ``sod/Test/<SET>/GT``). Every map is scored at
 the ground truth's resolution with the test score's metrics (pysodmetrics). Written under
 ``--out`` (atomically):
 
@@ -11,7 +12,7 @@ the ground truth's resolution with the test score's metrics (pysodmetrics). Writ
 - ``<SET>/per_image.json`` with ``--per-image``: every map's own scores,
 - ``comparison.md`` (all tables and problems) and ``problems.json`` (every problem file, listed).
 
-    python pyscripts/benchmark/compare_methods.py --gt-root DIR --method NAME=DIR [--method NAME=DIR ...] \
+    python pyscripts/benchmark/compare_methods.py --gt-root DIR --method NAME[:SET]=DIR [--method ...] \
         [--sets SET ...] [--per-image] --out DIR
 
 Exit status 2 with one line on stderr for unusable arguments (bad ``--method``, missing folder,
@@ -25,6 +26,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import argparse
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -51,26 +53,47 @@ class UsageError(ValueError):
     """A bad command line; the message names the culprit."""
 
 
-def parse_method(text: str) -> tuple[str, Path]:
-    """``NAME=DIR`` -> (NAME, DIR); NAME is letters, digits and ``_ . + -``."""
-    name, sep, folder = text.partition("=")
-    if not sep or not folder:
-        raise UsageError(f"--method '{text}': expected NAME=DIR")
+@dataclass
+class MethodFolders:
+    """Where one method's maps are: a root holding ``<SET>/``, and/or one folder per named set."""
+
+    root: Path | None = None
+    sets: dict[str, Path] = field(default_factory=dict)
+
+    def set_dir(self, name: str) -> Path | None:
+        """The folder of set ``name``'s maps (a per-set folder wins over ``root/<SET>``)."""
+        return self.sets.get(name) or (self.root / name if self.root else None)
+
+
+def parse_method(text: str) -> tuple[str, str | None, Path]:
+    """``NAME=DIR`` -> (NAME, None, DIR); ``NAME:SET=DIR`` -> (NAME, SET, DIR).
+    NAME is letters, digits and ``_ . + -``."""
+    key, sep, folder = text.partition("=")
+    name, colon, set_name = key.partition(":")
+    if not sep or not folder or (colon and not set_name):
+        raise UsageError(f"--method '{text}': expected NAME=DIR or NAME:SET=DIR")
     if not METHOD_NAME.fullmatch(name):
         raise UsageError(f"--method '{text}': NAME must be letters, digits and _ . + - (starting with a letter or digit)")
-    return name, Path(folder)
+    return name, set_name or None, Path(folder)
 
 
-def method_dirs(specs: list[str]) -> dict[str, Path]:
-    """The ``--method`` options as ``{NAME: DIR}`` in their order; names unique, folders existing."""
-    methods: dict[str, Path] = {}
+def method_folders(specs: list[str], gt_sets: dict[str, Path]) -> dict[str, MethodFolders]:
+    """The ``--method`` options by NAME, in order of first appearance; folders must exist, each
+    root or set be given once per method, and a named set have ground truth."""
+    methods: dict[str, MethodFolders] = {}
     for spec in specs:
-        name, folder = parse_method(spec)
-        if name in methods:
-            raise UsageError(f"--method '{spec}': method name '{name}' given twice")
+        name, set_name, folder = parse_method(spec)
+        method = methods.setdefault(name, MethodFolders())
+        if (method.root is not None and set_name is None) or set_name in method.sets:
+            raise UsageError(f"--method '{spec}': {name}{':' + set_name if set_name else ''} given twice")
         if not folder.is_dir():
             raise UsageError(f"--method '{spec}': folder not found: {folder}")
-        methods[name] = folder
+        if set_name is None:
+            method.root = folder
+        elif set_name in gt_sets:
+            method.sets[set_name] = folder
+        else:
+            raise UsageError(f"--method '{spec}': no ground truth for set '{set_name}' among {', '.join(gt_sets)}")
     return methods
 
 
@@ -84,8 +107,9 @@ class OneLineParser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gt-root", required=True, type=Path, help="holds <SET>/GT/ (or sod/Test/<SET>/GT/)")
-    parser.add_argument("--method", action="append", required=True, metavar="NAME=DIR",
-                        help="a method's maps, DIR/<SET>/<stem>.png (repeat for several methods)")
+    parser.add_argument("--method", action="append", required=True, metavar="NAME[:SET]=DIR",
+                        help="a method's maps: DIR/<SET>/<stem>.png, or with :SET DIR/<stem>.png "
+                             "(repeat for several methods or sets)")
     parser.add_argument("--sets", nargs="+", metavar="SET", help="sets to score (default: every set with GT/)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--per-image", action="store_true", help="also write every map's own scores")
@@ -121,14 +145,15 @@ def summary(results: list[SetResult]) -> str:
 
 
 def run(args: argparse.Namespace) -> list[SetResult]:
-    methods = method_dirs(args.method)
     sets = ground_truth_sets(args.gt_root, args.sets)
+    methods = method_folders(args.method, ground_truth_sets(args.gt_root))
     total = sum(len(ground_truth_files(gt_dir)) for gt_dir in sets.values())
     results = []
     with tqdm(total=total, unit="img", disable=args.no_progress or None) as progress:
         for name, gt_dir in sets.items():
             progress.set_description(name)
-            result = compare_set(name, gt_dir, methods, args.per_image, progress.update)
+            set_dirs = {method: folders.set_dir(name) for method, folders in methods.items()}
+            result = compare_set(name, gt_dir, set_dirs, args.per_image, progress.update)
             write_set_outputs(result, args.out, args.per_image)
             results.append(result)
     return results

@@ -53,7 +53,8 @@ class Resize:
 class MethodSetResult:
     """Scores and file problems of one method on one set; :meth:`step` once per ground-truth image."""
 
-    folder: Path
+    folder: Path | None
+    """The method's folder of this set's maps (None: none was given for the set)."""
     found: bool
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
@@ -88,7 +89,7 @@ class MethodSetResult:
     def problems(self) -> dict:
         """JSON-ready listing of every problem."""
         return {
-            "folder": str(self.folder),
+            "folder": None if self.folder is None else str(self.folder),
             "folder_found": self.found,
             "missing": self.missing,
             "extra": self.extra,
@@ -175,21 +176,22 @@ def read_map(path: Path) -> np.ndarray | None:
 def compare_set(
     name: str,
     gt_dir: Path,
-    method_dirs: Mapping[str, Path],
+    method_dirs: Mapping[str, Path | None],
     per_image: bool = False,
     advance: Callable[[int], None] = lambda count: None,
 ) -> SetResult:
     """Score every method's maps of set ``name`` against ``gt_dir`` (one GT read per image).
 
-    ``method_dirs`` maps a method name to its root (holding ``<name>/<stem>.png``);
-    ``advance(1)`` is called after each ground-truth image (progress bars).
+    ``method_dirs`` maps a method name to the folder of its ``<stem>.png`` maps of this set
+    (None or a missing folder: every map is missing); ``advance(1)`` is called after each
+    ground-truth image (progress bars).
     """
     gt_files = ground_truth_files(gt_dir)
     methods: dict[str, MethodSetResult] = {}
     maps: dict[str, dict[str, Path]] = {}
-    for method, root in method_dirs.items():
-        set_dir = root / name
-        result = MethodSetResult(set_dir, set_dir.is_dir(), per_image={} if per_image else None)
+    for method, set_dir in method_dirs.items():
+        found = set_dir is not None and set_dir.is_dir()
+        result = MethodSetResult(set_dir, found, per_image={} if per_image else None)
         maps[method], result.extra = method_files(set_dir, list(gt_files)) if result.found else ({}, [])
         result.missing = [stem + MAP_SUFFIX for stem in gt_files if stem not in maps[method]]
         methods[method] = result
@@ -228,7 +230,9 @@ def problem_lines(result: SetResult) -> list[str]:
                      f"(not scored for any method): {_names(result.gt_unreadable)}")
     for method, outcome in result.methods.items():
         parts = []
-        if not outcome.found:
+        if outcome.folder is None:
+            parts.append(f"no folder given for {result.name}: all {len(outcome.missing)} maps missing")
+        elif not outcome.found:
             parts.append(f"no folder {outcome.folder}: all {len(outcome.missing)} maps missing")
         elif outcome.missing:
             parts.append(f"{len(outcome.missing)} missing ({_names(outcome.missing)})")
