@@ -124,7 +124,7 @@ def test_second_method_is_scored_beside_with_its_problems_counted(run, des: Path
         gt, pred = _grey(des / "GT" / name), _grey(methods["partial"] / "DES" / name)
         pairs.append((cv2.resize(pred, gt.shape[::-1], interpolation=cv2.INTER_LINEAR), gt))
     _assert_scores(row, pysodmetrics_scores(pairs))
-    problems = json.loads((out / "problems.json").read_text())["DES"]["partial"]
+    problems = json.loads((out / "problems.json").read_text())["DES"]["methods"]["partial"]
     assert problems["missing"] == [REMOVED] and problems["extra"] == [EXTRA]
     assert problems["unreadable"] == [UNREADABLE]
     assert problems["resized"] == [{"file": RESIZED, "map_size": [240, 320], "gt_size": [480, 640]}]

@@ -10,7 +10,8 @@ the ground truth's resolution with the test score's metrics (pysodmetrics). Writ
   missing, extra, resized and unreadable maps; "–" for a method without maps of the set),
 - ``<SET>/pr_curves.png`` and ``<SET>/f_threshold_curves.png``: one line per method,
 - ``<SET>/per_image.json`` with ``--per-image``: every map's own scores,
-- ``comparison.md`` (all tables and problems) and ``problems.json`` (every problem file, listed).
+- ``comparison.md`` (all tables and problems) and ``problems.json`` (every problem file listed,
+  ``{SET: {"gt_unreadable": [...], "methods": {METHOD: {...}}}}``).
 
     python pyscripts/benchmark/compare_methods.py --gt-root DIR --method NAME[:SET]=DIR [--method ...] \
         [--sets SET ...] [--per-image] --out DIR
@@ -139,7 +140,8 @@ def summary(results: list[SetResult]) -> str:
         title = f"{result.name}: {result.num_images} images"
         block = markdown_table(result.table(), FIELD, "method", TABLE_COLUMNS, title)
         problems = problem_lines(result)
-        block += "\n" + ("\n".join(f"- {line}" for line in problems) if problems else "- no missing, extra, resized or unreadable file") + "\n"
+        lines = problems or ["no missing, extra, resized or unreadable file"]
+        block += "\n" + "".join(f"- {line}\n" for line in lines)
         blocks.append(block)
     return "\n".join(blocks)
 

@@ -119,9 +119,9 @@ class SetResult:
         return {method: result.per_image for method, result in self.methods.items() if result.per_image is not None}
 
     def problems(self) -> dict:
-        return {"gt_unreadable": self.gt_unreadable} | {
-            method: result.problems() for method, result in self.methods.items()
-        }
+        """JSON-ready ``{"gt_unreadable": [...], "methods": {METHOD: listing}}``."""
+        return {"gt_unreadable": self.gt_unreadable,
+                "methods": {method: result.problems() for method, result in self.methods.items()}}
 
 
 # ----------------------------------------------------------------------------- folders
