@@ -1,4 +1,8 @@
-"""Precision-recall and F-measure-vs-threshold curves of the test sets, one line per set (PNG)."""
+"""Precision-recall and F-measure-vs-threshold curves (PNG), one line per entry of ``curves``.
+
+The test score draws one line per test set; the method comparison one line per method, one
+figure per set (its ``title`` names the set).
+"""
 from __future__ import annotations
 
 import os
@@ -29,13 +33,15 @@ def _plot_curves(
     return path
 
 
-def plot_pr_curves(curves: dict[str, ScoreCurves], path: str | os.PathLike) -> Path:
-    """Precision against recall for every set, written as a PNG to ``path``."""
-    return _plot_curves(curves, Path(path), "recall", "precision", "recall", "precision", 1.0, "Precision-recall curves")
+def plot_pr_curves(
+    curves: dict[str, ScoreCurves], path: str | os.PathLike, title: str = "Precision-recall curves"
+) -> Path:
+    """Precision against recall, one line per entry, written as a PNG to ``path``."""
+    return _plot_curves(curves, Path(path), "recall", "precision", "recall", "precision", 1.0, title)
 
 
-def plot_f_threshold_curves(curves: dict[str, ScoreCurves], path: str | os.PathLike) -> Path:
-    """F-measure (β² = 0.3) against the binarisation threshold 0..255 for every set (PNG)."""
-    return _plot_curves(
-        curves, Path(path), "thresholds", "fmeasure", "threshold", "F-measure (β²=0.3)", 255.0, "F-measure vs threshold"
-    )
+def plot_f_threshold_curves(
+    curves: dict[str, ScoreCurves], path: str | os.PathLike, title: str = "F-measure vs threshold"
+) -> Path:
+    """F-measure (β² = 0.3) against the binarisation threshold 0..255, one line per entry (PNG)."""
+    return _plot_curves(curves, Path(path), "thresholds", "fmeasure", "threshold", "F-measure (β²=0.3)", 255.0, title)

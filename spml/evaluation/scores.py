@@ -17,12 +17,17 @@ Both protocols take the saved 8-bit saliency map and the ground truth as
   by 255 and binarised with ``> 0.5``; the map is divided by 255 and min-max normalised per
   image (a constant map stays as it is). The metric classes then run on these arrays
   without further preparation.
+
+:meth:`SaliencyScores.step` refuses a field-protocol map whose size is not the ground truth's.
+Maps made elsewhere (method comparison) are brought to it first with
+:func:`resize_to_ground_truth`, and the caller reports every such resize.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import py_sod_metrics
 from PIL import Image
@@ -60,6 +65,11 @@ def minmax_normalise(pred: np.ndarray) -> np.ndarray:
     pred = pred.astype(np.float64) / 255.0
     low, high = pred.min(), pred.max()
     return (pred - low) / (high - low) if high > low else pred
+
+
+def resize_to_ground_truth(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """An 8-bit map resized bilinearly (``cv2.INTER_LINEAR``) to the ground truth's H×W (field protocol)."""
+    return cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 class SaliencyScores:
@@ -130,3 +140,10 @@ class SaliencyScores:
             recall=np.flip(results["pr"]["r"]),
             fmeasure=np.flip(results["fm"]["curve"]),
         )
+
+
+def image_scores(pred: np.ndarray, gt: np.ndarray, protocol: str = FIELD) -> dict[str, float | int]:
+    """The scores of one image alone (a fresh :class:`SaliencyScores`, one step), keyed as :data:`SCORE_KEYS`."""
+    scores = SaliencyScores(protocol)
+    scores.step(pred, gt)
+    return scores.results()
