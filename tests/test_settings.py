@@ -2,6 +2,7 @@
 launcher variables checked with one line each, a strict resume, a test score that writes nothing."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -96,8 +97,11 @@ def test_resume_refuses_changed_settings_unless_allowed(tmp_path):
     config_path, _, _ = prepare_training_run(environment)
     fake_checkpoint(tmp_path, 9)
     saved = config_path.read_bytes()
-    assert prepare_training_run({**environment, "RESUME": "1", "NUM_WORKERS": "0"})[1] is True
+    assert prepare_training_run({**environment, "RESUME": "1"})[1] is True
     assert config_path.read_bytes() == saved, "an unchanged resume leaves the config as it was"
+    assert prepare_training_run({**environment, "RESUME": "1", "NUM_WORKERS": "0"})[1] is True
+    assert load_config(config_path).train.num_workers == 0, "the worker count may change"
+    saved = config_path.read_bytes()
     with pytest.raises(SettingsError) as raised:
         prepare_training_run({"SNAPSHOT_DIR": str(tmp_path), "RESUME": "1", "MAX_ITERATION": "30"})
     message = str(raised.value)
@@ -132,3 +136,13 @@ def test_newest_checkpoints(tmp_path):
     (tmp_path / "model-12.pth").write_bytes(b"")  # a model without state (e.g. the released one)
     assert newest_complete_checkpoint(tmp_path) == 3
     assert newest_model_file(tmp_path) == tmp_path / "model-12.pth"
+
+
+def test_data_loading_processes_default_to_four_at_most_one_per_core(caplog):
+    from spml.config import available_cores
+    from spml.training.sampling import loader_workers
+
+    assert default_config().train.num_workers == min(4, available_cores())
+    with caplog.at_level(logging.INFO, logger="train"):
+        assert loader_workers(available_cores() + 3) == available_cores()
+    assert "cores" in caplog.text

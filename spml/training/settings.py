@@ -140,15 +140,17 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1) -> tupl
             raise SettingsError(f"RESUME=1: no complete checkpoint (model-<iter>.pth with its .state.pth) in {stage_dir}"
                                 f"; check SNAPSHOT_DIR and the settings that name the folder")
         try:
-            changes = setting_changes(load_config(config_path), config)
+            saved = load_config(config_path)
         except ConfigError as error:
             raise SettingsError(f"RESUME=1: cannot read the run's settings: {error}") from None
-        if not changes:
-            return config_path, True, notes
-        if not allow_changes:
+        changes = setting_changes(saved, config)
+        if changes and not allow_changes:
             raise SettingsError(f"RESUME=1: settings differ from {config_path}: {', '.join(changes)}; "
                                 f"set them as before, or RESUME_ALLOW_CHANGES=1 to resume with the new ones")
-        notes.append(f"resuming with changed settings: {', '.join(changes)}")
+        if changes:
+            notes.append(f"resuming with changed settings: {', '.join(changes)}")
+        if saved == config:
+            return config_path, True, notes
     save_config(config, config_path)
     return config_path, resume, notes
 
