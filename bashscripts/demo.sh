@@ -33,17 +33,21 @@ step "1/5 synthetic dataset -> $data"
   --num-test "$DEMO_NUM_TEST" --seed 0
 
 step "2/5 untrained network (random initialisation, seed 0)"
-untrained_checkpoint=$DEMO_DIR/untrained/model-0.pth
-"$PYTHON" - "$untrained_checkpoint" <<'PY'
+untrained_checkpoint=$("$PYTHON" - "$DEMO_DIR/untrained" <<'PY'
 import sys
+from pathlib import Path
 import torch
 from network import build_model, save_checkpoint
+from spml.training.layout import model_file
 torch.manual_seed(0)
-save_checkpoint(build_model(), sys.argv[1])
+path = Path(sys.argv[1]) / model_file(0)
+save_checkpoint(build_model(), path)
+print(path)
 PY
+)
 
 step "3/5 test score of the untrained network"
-"$PYTHON" pyscripts/benchmark/test_score.py --data-root "$data" --checkpoint "$untrained_checkpoint" \
+"$PYTHON" pyscripts/benchmark/score_model.py --data-root "$data" --checkpoint "$untrained_checkpoint" \
   --save-dir "$DEMO_DIR/untrained" --device "$device" --num-workers 0
 
 step "4/5 training from scratch: $DEMO_ITERATIONS iterations, batch $DEMO_BATCH_SIZE, lr $DEMO_LR ($DEMO_GPU)"
@@ -65,6 +69,6 @@ saliency maps:           $DEMO_DIR/{untrained,trained}/results/<SET>/
 feature visualisations:  $DEMO_DIR/{untrained,trained}/featvis/<SET>/
 score tables:            $DEMO_DIR/{untrained,trained}/scores.{md,csv,json}
 curves:                  $DEMO_DIR/{untrained,trained}/{pr_curves,f_threshold_curves}.png
-trained checkpoint:      $DEMO_DIR/train/stage1/
+trained checkpoint:      $("$PYTHON" -m spml.training.layout stage-dir "$DEMO_DIR/train")/
 total time:              $((SECONDS - start)) s
 EOF_SUMMARY

@@ -14,8 +14,7 @@ shift 3
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if [ -z "${CHECKPOINT:-}" ]; then
-  CHECKPOINT=$("$PYTHON" -c 'from spml.config import default_config, release_snapshot_dir
-print(release_snapshot_dir(default_config()) / "stage1" / "model-109249.pth")')
+  CHECKPOINT=$("$PYTHON" -m spml.training.layout release-checkpoint)
 fi
 exec "$PYTHON" pyscripts/inference/predict.py --rgb "$rgb" --depth "$depth" --out "$out" \
   --checkpoint "$CHECKPOINT" "$@"

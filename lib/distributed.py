@@ -3,8 +3,7 @@ differentiable variable-length all-gather.
 
 One process per GPU (NCCL) or several CPU processes (gloo). ``all_gather_cat`` is the
 objective's ``gather`` hook: it concatenates each rank's tensor along dim 0 in rank order,
-as the release's gather across GPUs does for the prototypes (docs/method.md §2 item 8,
-§6 E).
+as the release's gather across GPUs does for the prototypes (docs/method.md §2.5 step 8).
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from network.fusion import FusionBlock
 from network.localvit_swin import LocalViTSwinEncoder
 
 INPUT_SIZE = 224
+EMBEDDING_DIM = 64  # channels of the embedding dec4 (docs/method.md §1.6 step 6)
 DECODER_HEADS = 8
 DECODER_DEPTH = 4
 OUTPUT_NAMES = ("before_fuse_div16", "div16", "div8", "div4", "div2", "div1", "embedding", "contour_div1")
@@ -50,7 +51,7 @@ class SFNet(nn.Module):
     """``image, depth`` ``[B, 3, 224, 224]`` -> dict of :data:`OUTPUT_NAMES`.
 
     Saliency outputs are ``[B, 1, 224, 224]`` probabilities, ``embedding`` is the
-    ``[B, 64, 56, 56]`` decoder feature ``dec4``.
+    ``[B, EMBEDDING_DIM, 56, 56]`` decoder feature ``dec4``.
     """
 
     def __init__(self) -> None:
@@ -61,19 +62,19 @@ class SFNet(nn.Module):
         self.fuse_swin = FusionBlock()
         self.enc_div16_trans = conv1x1(768, 256)
         self.enc_div8_trans = conv1x1(384, 128)
-        self.enc_div4_trans = conv1x1(192, 64)
+        self.enc_div4_trans = conv1x1(192, EMBEDDING_DIM)
         self.div16_trans = conv1x1(384, 256)
         self.dec_div8_merging = CrossPaddingAttentionBlock(128, grid // 2, DECODER_DEPTH, DECODER_HEADS)
-        self.dec_div4_merging = CrossPaddingAttentionBlock(64, grid, DECODER_DEPTH, DECODER_HEADS)
+        self.dec_div4_merging = CrossPaddingAttentionBlock(EMBEDDING_DIM, grid, DECODER_DEPTH, DECODER_HEADS)
         self.dec_div2_merging = CrossPaddingAttentionBlock(32, grid * 2, 0, DECODER_HEADS)
         self.upsample_head = UpsampleHead(32, 32)
-        self.contour_upsample_head1 = UpsampleHead(64, 32)
+        self.contour_upsample_head1 = UpsampleHead(EMBEDDING_DIM, 32)
         self.contour_upsample_head2 = UpsampleHead(32, 32)
         self.classifier_before_fuse_div16 = conv1x1(256, 1)
         self.classifier_contour_div1 = conv1x1(32, 1)
         self.classifier_div16 = conv1x1(256, 1)
         self.classifier_div8 = conv1x1(128, 1)
-        self.classifier_div4 = conv1x1(64, 1)
+        self.classifier_div4 = conv1x1(EMBEDDING_DIM, 1)
         self.classifier_div2 = conv1x1(32, 1)
         self.classifier_div1 = conv1x1(32, 1)
 

@@ -1,9 +1,14 @@
-"""Shared test fixtures: locations of the repository and of ``../shared``."""
+"""Shared test fixtures: locations of the repository and of ``../shared``, the deterministic model."""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# Launchers started by any test run this interpreter, activated virtual environment or not.
+os.environ["PYTHON"] = sys.executable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -34,14 +39,22 @@ def shared_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def deterministic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The network with the deterministic weights of ../shared/reference/README.md §1, saved once per
-    session with ``network.save_checkpoint`` (release layout)."""
+def deterministic_model():
+    """The network with the deterministic weights of ../shared/reference/README.md §1, built once
+    per session, in eval mode. Shared: a test that trains or changes it works on a ``copy.deepcopy``."""
     from deterministic_weights import deterministic_state_dict
-    from network import build_model, save_checkpoint
+    from network import build_model
 
     model = build_model()
     model.load_state_dict(deterministic_state_dict(model))
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def deterministic_checkpoint(deterministic_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`deterministic_model` saved once per session with ``network.save_checkpoint`` (release layout)."""
+    from network import save_checkpoint
+
     path = tmp_path_factory.mktemp("checkpoint") / "model-1.pth"
-    save_checkpoint(model, path)
+    save_checkpoint(deterministic_model, path)
     return path

@@ -65,6 +65,7 @@ def test_all_gather_cat_is_the_identity_in_one_process():
     assert all_gather_cat(rows) is rows
 
 
+@pytest.mark.slow
 def test_all_gather_cat_joins_uneven_rows_in_rank_order_and_sums_their_gradients(tmp_path):
     results = run_in_processes(_gather_rows_worker, tmp_path)
     expected = torch.cat([rank_rows(rank) for rank in range(WORLD_SIZE)])
@@ -101,6 +102,7 @@ def _objective_worker(rank: int, reference_dir: Path) -> dict:
     return objective_step(*fixture_step2(reference_dir, slice(rank, rank + 1)), gather=all_gather_cat)
 
 
+@pytest.mark.slow
 def test_two_processes_gather_the_prototypes_of_one_process_on_the_whole_batch(tmp_path, reference_dir):
     whole = objective_step(*fixture_step2(reference_dir, slice(0, WORLD_SIZE)), gather=None)
     results = run_in_processes(_objective_worker, tmp_path, reference_dir)
@@ -118,6 +120,7 @@ def test_two_processes_gather_the_prototypes_of_one_process_on_the_whole_batch(t
                                    rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_train_one_step_through_the_launcher(repo_root, tmp_path):
     """NPROC=2 with GPU_ID=cpu: torchrun, DDP over gloo, global batch 2 split in two."""
     from training_runs import launch, make_dataset

@@ -171,7 +171,7 @@ def test_model_lands_with_its_config_and_a_second_run_skips(tmp_path, mirror, mi
     assert _run(tmp_path, url, "model") == 0
     assert layout.model.read_bytes() == release_checkpoint.read_bytes()
     assert layout.model.parent.name == "stage1" and layout.model.is_relative_to(tmp_path / "snapshots")
-    config = load_config(layout.snapshot_dir / "config.yaml")
+    config = load_config(layout.snapshot_dir / "config_sod_emb.yaml")
     assert Path(config.dataset.data_dir) == tmp_path / "dataroot"
     assert not part_path(layout.model).exists()
     requests_after_first_run = len(mirror_server.requests)

@@ -2,6 +2,7 @@
 checkpoint layout, TensorBoard output, bad input and a non-finite loss."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from network import build_model, load_checkpoint
 from spml.config import load_config
 from spml.data.lists import ensure_train_list
+from spml.training.layout import CONFIG_NAME
 
-from training_runs import NUM_TRAIN, launch, load_train_script, make_dataset
+from training_runs import NUM_TRAIN, TEST_SCORE_LAUNCHER, launch, make_dataset
+
+pytestmark = pytest.mark.slow
 
 
 def error_line(run: subprocess.CompletedProcess) -> str:
@@ -62,7 +65,7 @@ def test_checkpoints_at_the_snapshot_step_and_the_last_iteration_load_strictly(t
 
 def test_config_is_filled_from_the_environment(three_iterations, dataset):
     _, snapshot_dir = three_iterations
-    config = load_config(snapshot_dir / "config.yaml")
+    config = load_config(snapshot_dir / CONFIG_NAME)
     assert (config.train.max_iteration, config.train.batch_size, config.train.snapshot_step) == (3, 1, 2)
     assert (config.dataset.data_dir, config.train.snapshot_dir) == (str(dataset), str(snapshot_dir))
     assert config.train.pretrained == "none"
@@ -140,21 +143,47 @@ def test_missing_imagenet_weights_say_how_to_download_them(repo_root, dataset, t
     assert "absent.pth" in line and "bash bashscripts/download_snapshots.sh localvit" in line
 
 
-def test_non_finite_loss_stops_naming_the_iteration_and_the_loss(repo_root, dataset, tmp_path, monkeypatch, capsys):
-    train_script = load_train_script(repo_root)
+def test_test_score_reads_the_runs_config_and_never_rewrites_it(repo_root, three_iterations, dataset, tmp_path):
+    _, snapshot_dir = three_iterations
+    config_path = snapshot_dir / CONFIG_NAME
+    before = hashlib.sha256(config_path.read_bytes()).hexdigest()
+    stamp = config_path.stat().st_mtime_ns
+    # Settings that differ from the run's: they must not reach its config.
+    run = launch(repo_root, "cpu", launcher=TEST_SCORE_LAUNCHER, SNAPSHOT_DIR=str(snapshot_dir), DATAROOT=str(dataset),
+                 SAVE_DIR=str(tmp_path / "scores"), TEST_NUM_WORKERS="0", LR="1e-3", BATCH_SIZE="4")
+    assert run.returncode == 0, run.stderr
+    assert "model-2.pth" in run.stderr, "the run's newest checkpoint is scored"
+    assert hashlib.sha256(config_path.read_bytes()).hexdigest() == before
+    assert config_path.stat().st_mtime_ns == stamp
+    assert sorted(path.name for path in snapshot_dir.iterdir()) == [CONFIG_NAME, "stage1"]
 
-    class NaNContour(train_script.DHFRObjective):
-        def forward(self, outputs, labels, memory=None):
-            result = super().forward(outputs, labels, memory)
-            result["contour_loss"] = result["contour_loss"] * float("nan")
-            return result
 
-    monkeypatch.setattr(train_script, "DHFRObjective", NaNContour)
-    config_path = tmp_path / "config.yaml"
-    config = load_config(repo_root / "configs" / "sod_template.yaml")
-    config.dataset.data_dir, config.train.snapshot_dir = str(dataset), str(tmp_path)
-    config.train.batch_size, config.train.num_workers, config.train.pretrained = 1, 0, "none"
-    config_path.write_text(yaml.safe_dump({"dataset": vars(config.dataset), "train": vars(config.train)}))
-    assert train_script.main(["--config", str(config_path), "--device", "cpu"]) == 1
-    assert "train.py: error: iteration 0: non-finite contour_loss = nan" in capsys.readouterr().err
-    assert not list((tmp_path / "stage1").glob("model-*")), "no checkpoint after a non-finite loss"
+def test_test_score_without_a_checkpoint_names_the_folder(repo_root, tmp_path):
+    line = error_line(launch(repo_root, "cpu", launcher=TEST_SCORE_LAUNCHER, SNAPSHOT_DIR=str(tmp_path)))
+    assert f"no checkpoint {tmp_path}/stage1/model-*.pth" in line
+    assert not list(tmp_path.iterdir()), "nothing written"
+
+
+@pytest.mark.parametrize("variable, value, accepted", [
+    ("BATCH_SIZE", "0", "an integer >= 1"), ("BATCH_SIZE", "-2", "an integer >= 1"),
+    ("MAX_ITERATION", "0", "an integer >= 1"), ("LR", "fast", "a number > 0"), ("SNAPSHOT_STEP", "0", "an integer >= 1"),
+    ("NUM_WORKERS", "-1", "an integer >= 0"), ("CROP_SIZE", "320", "the network takes only 224"),
+    ("RESUME", "yes", "0 or 1"),
+])
+def test_bad_numbers_stop_the_launcher_with_one_line_naming_the_variable(repo_root, tmp_path, variable, value, accepted):
+    run = launch(repo_root, "cpu", SNAPSHOT_DIR=str(tmp_path / "run"), **{variable: value})
+    assert run.returncode == 2
+    line = error_line(run)
+    assert f"{variable}={value}" in line and accepted in line
+    assert not (tmp_path / "run").exists(), "nothing written"
+
+
+def test_resume_refuses_other_settings_and_a_folder_without_checkpoint(repo_root, three_iterations, dataset, tmp_path):
+    _, snapshot_dir = three_iterations
+    common = {"DATAROOT": str(dataset), "SNAPSHOT_DIR": str(snapshot_dir), "SNAPSHOT_STEP": "2", "RESUME": "1"}
+    line = error_line(launch(repo_root, "cpu", MAX_ITERATION="5", LR="1e-3", **common))
+    assert "MAX_ITERATION 3 → 5" in line and "LR 0.0001 → 0.001" in line and "RESUME_ALLOW_CHANGES=1" in line
+    missing = tmp_path / "elsewhere"
+    line = error_line(launch(repo_root, "cpu", **{**common, "SNAPSHOT_DIR": str(missing)}, MAX_ITERATION="3"))
+    assert f"no complete checkpoint" in line and str(missing / "stage1") in line
+    assert not missing.exists()

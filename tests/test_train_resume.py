@@ -15,16 +15,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from spml.data.datasets import ScribbleTrainDataset, seed_worker
 from spml.data.lists import ensure_train_list, read_train_list
-from training_runs import LAUNCHER, SMALL_RUN, launch, load_train_script, make_dataset
+from spml.training.sampling import EpochSeededSamples, ResumableEpochSampler, training_batches
+from training_runs import LAUNCHER, launch, launcher_environment, make_dataset
 
 # Checkpoints after iterations 1 and 3; with 3 training images of batch 1 the resumed run
 # starts mid-epoch (iteration 2) and crosses into the next epoch (iteration 3).
 RUN = {"MAX_ITERATION": "4", "SNAPSHOT_STEP": "2"}
-
-
-@pytest.fixture(scope="module")
-def train_script(repo_root):
-    return load_train_script(repo_root)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +32,7 @@ def dataset(repo_root, tmp_path_factory) -> Path:
 
 def kill_after_first_checkpoint(repo_root: Path, env: dict[str, str], stage: Path) -> None:
     """Start the launcher and SIGKILL its process group once ``model-1.pth`` exists."""
-    process = subprocess.Popen(["bash", LAUNCHER, "cpu"], cwd=repo_root, env={**os.environ, **SMALL_RUN, **env},
+    process = subprocess.Popen(["bash", LAUNCHER, "cpu"], cwd=repo_root, env=launcher_environment(**env),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         while not (stage / "model-1.pth").exists():
@@ -47,6 +43,7 @@ def kill_after_first_checkpoint(repo_root: Path, env: dict[str, str], stage: Pat
         process.wait()
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_equals_the_uninterrupted_run(repo_root, dataset, tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     run = launch(repo_root, "cpu", DATAROOT=str(dataset), SNAPSHOT_DIR=str(straight), **RUN)
@@ -76,27 +73,19 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_run(repo_root, dataset,
     assert again.returncode == 0 and "nothing to do" in again.stderr
 
 
-def test_newest_complete_checkpoint_is_the_newest_model_file_with_its_state(train_script, tmp_path):
-    assert train_script.newest_complete_checkpoint(tmp_path) is None
-    (tmp_path / "model-5.state.pth").write_bytes(b"")  # killed between the state and the model file
-    (tmp_path / "model-3.pth").write_bytes(b"")
-    (tmp_path / "model-3.state.pth").write_bytes(b"")
-    assert train_script.newest_complete_checkpoint(tmp_path) == 3
-
-
-def batch_names(train_script, dataset: Path, first_iteration: int, count: int, num_workers: int) -> list:
+def batch_names(dataset: Path, first_iteration: int, count: int, num_workers: int) -> list:
     """Names and image sums of ``count`` batches of one sample from ``first_iteration`` on, as train.py draws them."""
     samples = read_train_list(dataset / "lists" / "train.txt", dataset)
-    data = train_script.EpochSeededSamples(ScribbleTrainDataset(samples, 224, seed=0))
-    sampler = train_script.ResumableEpochSampler(DistributedSampler(data, num_replicas=1, rank=0, seed=0, drop_last=True))
+    data = EpochSeededSamples(ScribbleTrainDataset(samples, 224, seed=0))
+    sampler = ResumableEpochSampler(DistributedSampler(data, num_replicas=1, rank=0, seed=0, drop_last=True))
     loader = DataLoader(data, batch_size=1, sampler=sampler, num_workers=num_workers, worker_init_fn=seed_worker)
-    batches = train_script.training_batches(loader, sampler, first_iteration, batches_per_epoch=len(samples))
+    batches = training_batches(loader, sampler, first_iteration, batches_per_epoch=len(samples))
     return [(batch["name"], float(batch["image"].sum())) for batch, _ in zip(batches, range(count))]
 
 
-def test_data_order_and_augmentation_resume_where_they_stopped(train_script, dataset):
-    uninterrupted = batch_names(train_script, dataset, 0, 7, num_workers=0)
+def test_data_order_and_augmentation_resume_where_they_stopped(dataset):
+    uninterrupted = batch_names(dataset, 0, 7, num_workers=0)
     assert sorted(name for (name,), _ in uninterrupted[:3]) == sorted(name for (name,), _ in uninterrupted[3:6])
     assert uninterrupted[:3] != uninterrupted[3:6], "each epoch has its own order and augmentations"
-    assert batch_names(train_script, dataset, 2, 5, num_workers=0) == uninterrupted[2:]
-    assert batch_names(train_script, dataset, 4, 3, num_workers=2) == uninterrupted[4:]
+    assert batch_names(dataset, 2, 5, num_workers=0) == uninterrupted[2:]
+    assert batch_names(dataset, 4, 3, num_workers=2) == uninterrupted[4:]

@@ -1,8 +1,7 @@
-"""Launching short training runs from the tests: a generated dataset, the launcher, the
-training script as a module. Shared by the training, resume and distributed tests."""
+"""Launching short training runs from the tests: a generated dataset and the launcher, with
+this interpreter (``PYTHON=sys.executable``). Shared by the training, resume and distributed tests."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -10,6 +9,7 @@ import sys
 from pathlib import Path
 
 LAUNCHER = "bashscripts/sod/train_sfnet_rgbd_scribble_sod.sh"
+TEST_SCORE_LAUNCHER = "bashscripts/sod/train_sfnet_rgbd_scribble_sod_testscore.sh"
 NUM_TRAIN = 3
 # Cheapest run the launcher can make: one image per step, no workers, no ImageNet weights.
 SMALL_RUN = {"PRETRAINED": "none", "BATCH_SIZE": "1", "NUM_WORKERS": "0", "TENSORBOARD_STEP": "1"}
@@ -23,16 +23,12 @@ def make_dataset(repo_root: Path, root: Path) -> Path:
     return root
 
 
-def load_train_script(repo_root: Path):
-    """``pyscripts/train/train.py`` as a module (it is a script, not part of a package)."""
-    if "train_script" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("train_script", repo_root / "pyscripts" / "train" / "train.py")
-        sys.modules["train_script"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["train_script"]
+def launcher_environment(**env: str) -> dict[str, str]:
+    """This environment with this interpreter as the launchers' ``PYTHON``, ``SMALL_RUN`` and ``env``."""
+    return {**os.environ, "PYTHON": sys.executable, **SMALL_RUN, **env}
 
 
-def launch(repo_root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """Run the training launcher with ``args`` and ``SMALL_RUN`` plus ``env`` as environment."""
-    return subprocess.run(["bash", LAUNCHER, *args], cwd=repo_root, env={**os.environ, **SMALL_RUN, **env},
+def launch(repo_root: Path, *args: str, launcher: str = LAUNCHER, **env: str) -> subprocess.CompletedProcess:
+    """Run ``launcher`` with ``args`` and :func:`launcher_environment` (``env``)."""
+    return subprocess.run(["bash", launcher, *args], cwd=repo_root, env=launcher_environment(**env),
                           capture_output=True, text=True, timeout=1800)

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Train DHFR (SFNet RGB-D, scribble supervision) with the release's settings (docs/method.md §4).
 #   bashscripts/sod/train_sfnet_rgbd_scribble_sod.sh GPU_ID      GPU_ID: 0 | 0,1 | cpu
-# Environment overrides: see bashscripts/sod/common.sh (DATAROOT, MAX_ITERATION, BATCH_SIZE,
-# SNAPSHOT_STEP, PRETRAINED, RESUME=1, SNAPSHOT_DIR, NPROC with cpu, ...).
-# Checkpoints go to $SNAPSHOT_DIR/stage1/.
+# Settings: environment variables (DATAROOT, MAX_ITERATION, BATCH_SIZE, LR, SNAPSHOT_STEP,
+# NUM_WORKERS, PRETRAINED, SNAPSHOT_DIR, ...: spml/training/settings.py), NPROC with cpu.
+# RESUME=1 continues the run in SNAPSHOT_DIR with the settings it was started with
+# (RESUME_ALLOW_CHANGES=1 to change them deliberately).
+# Writes <snapshot dir>/config_sod_emb.yaml; checkpoints go to <snapshot dir>/stage1/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bashscripts/sod/common.sh "$@"
+
+settings=$("$PYTHON" pyscripts/tools/fill_config.py train --processes "$NPROC") || exit $?
+eval "$settings"
 
 train_args=(--config "$CONFIG" --device "$DEVICE")
 if [ "$RESUME" = 1 ]; then train_args+=(--resume); fi

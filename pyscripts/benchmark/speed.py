@@ -4,8 +4,8 @@
                224×224 batches, against a straightforward formulation that clusters and scores
                each image in its own Python iteration (kept here only for the comparison).
 
-``network``    the network (docs/method.md §1): one eval-mode forward, and one training step (train-mode
-               forward with the augmented pass, the objective, backward, gradient clamp, Adam).
+``network``    the network (docs/method.md §1): one eval-mode forward, and one training step
+               (``spml.training.step.training_step``, the step the training loop runs).
 
 Examples: ``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``,
 ``python pyscripts/benchmark/speed.py network --batch-sizes 1 4``
@@ -35,6 +35,7 @@ from spml.losses.objective import saliency_losses
 from spml.losses.parted_ce import SIDE_WEIGHTS
 from spml.losses.prototype_accuracy import prototype_accuracy
 from spml.losses.segsort import segsort_loss
+from spml.training.step import make_training_state, training_step
 
 INPUT_SIZE, EMBEDDING_SIZE, EMBEDDING_DIM = 224, 56, 64
 
@@ -174,26 +175,25 @@ def _median_seconds(step: Callable[[], None], device: torch.device, repeats: int
 
 
 def time_network(devices: list[str], batch_sizes: list[int], repeats: int) -> list[dict]:
-    """Eval forward and full training step of the network for every device and batch size."""
-    rows = []
+    """Eval forward and the training step of ``spml.training.step`` (release settings) for every device and batch size."""
+    train_config, rows = default_config().train, []
     cases = [(device, batch_size) for device in devices for batch_size in batch_sizes]
     for device_name, batch_size in tqdm(cases, desc="network", unit="case"):
         device = torch.device(device_name)
         torch.manual_seed(0)
         model, objective = build_model().to(device), DHFRObjective().to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        state = make_training_state(model, train_config.base_lr, default_config().loss.memory_bank_size,
+                                    train_config.mixed_precision, device)
         _, labels = synthetic_objective_inputs(batch_size, device)
-        image, depth = labels["image"], torch.rand(batch_size, 3, INPUT_SIZE, INPUT_SIZE, device=device)
+        batch = {**labels, "depth": torch.rand(batch_size, 3, INPUT_SIZE, INPUT_SIZE, device=device)}
 
         def eval_forward() -> None:
             with torch.no_grad():
-                model.eval()(image, depth)
+                model.eval()(batch["image"], batch["depth"])
 
         def train_step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            objective(model.train()(image, depth), labels)["loss"].backward()
-            torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
-            optimizer.step()
+            training_step(model.train(), objective, state, batch, train_config.base_lr, train_config.grad_clamp,
+                          train_config.mixed_precision)
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

@@ -4,7 +4,7 @@ Items (default: all of them), placed under ``--root`` (default: the repository r
 
 - ``localvit``: LocalViT-Swin ImageNet weights -> ``snapshots/localvit/localvit_swin.pth``
 - ``model``: trained DHFR weights -> ``<release snapshot dir>/stage1/model-109249.pth``, and the
-  release config filled for this root beside it as ``<release snapshot dir>/config.yaml``
+  release config filled for this root beside it as ``<release snapshot dir>/config_sod_emb.yaml``
 - ``dataset``: training and test data -> ``dataroot/sod/...``, then the list files
   ``dataroot/lists/`` (spml.data.lists)
 - ``results``: the released saliency maps -> ``snapshots/released_results/``
@@ -35,7 +35,8 @@ from torch import nn
 import network
 from lib.download import (DownloadError, extract_archive, gdrive_download, http_download, part_path,
                           sniff_content)
-from spml.config import TEST_SETS, default_config, release_snapshot_dir, save_config
+from spml.config import TEST_SETS, default_config, save_config
+from spml.training.layout import CONFIG_NAME, IMAGENET_WEIGHTS, release_checkpoint, release_snapshot_dir
 from spml.data import DataError
 from spml.data.lists import ensure_test_lists, ensure_train_list, scan_test_sets, scan_train_samples
 
@@ -51,7 +52,7 @@ class Layout:
 
     @property
     def localvit(self) -> Path:
-        return self.root / "snapshots" / "localvit" / "localvit_swin.pth"
+        return self.root / IMAGENET_WEIGHTS
 
     @property
     def snapshot_dir(self) -> Path:
@@ -59,7 +60,7 @@ class Layout:
 
     @property
     def model(self) -> Path:
-        return self.snapshot_dir / "stage1" / "model-109249.pth"
+        return release_checkpoint(self.root / "snapshots")
 
     @property
     def data_root(self) -> Path:
@@ -238,7 +239,7 @@ def install_localvit(layout: Layout, mirror: str | None) -> str:
 def install_model(layout: Layout, mirror: str | None) -> str:
     """The released checkpoint, plus the release config filled for this root (if absent)."""
     message = install_file(layout.model, SOURCES["model"], mirror, verify_model)
-    config_path = layout.snapshot_dir / "config.yaml"
+    config_path = layout.snapshot_dir / CONFIG_NAME
     if not config_path.exists():
         config = default_config()
         config.dataset.data_dir = str(layout.data_root)

@@ -1,10 +1,14 @@
-"""Fill the config template with ``section.key=value`` overrides and write it into the
-snapshot directory (docs/method.md §4: the directory is named after the hyper-parameters).
+"""The launchers' one Python entry for run settings (docs/method.md §4): it reads the
+variables the user set (see ``spml.training.settings.ENVIRONMENT``) and prints shell
+assignments for the launcher to ``eval``.
 
-    python pyscripts/tools/fill_config.py [--template T] [--snapshot-dir DIR] section.key=value ...
+    python3 pyscripts/tools/fill_config.py train [--processes N]
+        checks the settings, writes (start) or checks (RESUME=1) <snapshot dir>/config_sod_emb.yaml;
+        prints CONFIG and RESUME
+    python3 pyscripts/tools/fill_config.py test-score
+        writes nothing; prints CONFIG (the run's, or empty), CHECKPOINT, SAVE_DIR, PROTOCOL
 
-Writes ``<snapshot dir>/config.yaml`` atomically (with ``train.snapshot_dir`` set to the
-directory) and prints the snapshot directory on stdout.
+Errors: one line on stderr, exit status 2.
 """
 from __future__ import annotations
 
@@ -12,39 +16,37 @@ import sys, pathlib
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import argparse
-from pathlib import Path
+import os
+import shlex
 
-from spml.config import ConfigError, apply_overrides, load_config, release_snapshot_dir, save_config
+from spml.config import ConfigError
+from spml.training.settings import SettingsError, prepare_test_score, prepare_training_run
 
-CONFIG_NAME = "config.yaml"
 
-
-def fill_config(template: Path, overrides: list[str], snapshot_dir: Path | None = None) -> Path:
-    """Write the filled config to ``<snapshot dir>/config.yaml``; return the snapshot dir.
-
-    ``snapshot_dir`` defaults to :func:`spml.config.release_snapshot_dir` of the filled config.
-    """
-    config = apply_overrides(load_config(template), overrides)
-    if snapshot_dir is None:
-        snapshot_dir = release_snapshot_dir(config)
-    config.train.snapshot_dir = str(snapshot_dir)
-    save_config(config, snapshot_dir / CONFIG_NAME)
-    return snapshot_dir
+def _assignments(values: dict[str, object]) -> str:
+    return "\n".join(f"{name}={shlex.quote(str(value))}" for name, value in values.items())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value")
-    parser.add_argument("--template", type=Path, default=Path("configs/sod_template.yaml"))
-    parser.add_argument("--snapshot-dir", type=Path, default=None,
-                        help="snapshot directory (default: named after the hyper-parameters)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("train").add_argument("--processes", type=int, default=1)
+    commands.add_parser("test-score")
     args = parser.parse_args(argv)
     try:
-        snapshot_dir = fill_config(args.template, args.overrides, args.snapshot_dir)
-    except (ConfigError, OSError) as error:
-        print(f"fill_config: {error}", file=sys.stderr)
+        if args.command == "train":
+            config, resume, notes = prepare_training_run(os.environ, args.processes)
+            for note in notes:
+                print(note, file=sys.stderr)
+            print(f"snapshot directory: {config.parent}", file=sys.stderr)
+            print(_assignments({"CONFIG": config, "RESUME": int(resume)}))
+        else:
+            run = prepare_test_score(os.environ)
+            print(_assignments({"CONFIG": run.config or "", "CHECKPOINT": run.checkpoint, "SAVE_DIR": run.save_dir,
+                                "PROTOCOL": run.protocol}))
+    except (SettingsError, ConfigError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    print(snapshot_dir)
     return 0
 
 

@@ -45,6 +45,15 @@ class MemoryBank:
             for key in BATCH_INDEX_KEYS:
                 entry[key] = entry[key] + int(step_state["batch_size"])
 
+    # Placeholder for the objective branch's MemoryBank.state_dict()/load_state_dict().
+    def state_dict(self) -> list[dict[str, Tensor]]:
+        """The stored steps, oldest first (already shifted)."""
+        return self.entries
+
+    def load_state_dict(self, state: list[dict[str, Tensor]]) -> None:
+        """Replace the stored steps by those of :meth:`state_dict`."""
+        self._entries = [dict(entry) for entry in state][-self.size:] if self.size else []
+
     def semantic_prototypes(self) -> tuple[Tensor, Tensor] | None:
         """``(prototypes [M, D], semantic labels [M])`` of all entries: plain ones, then augmented ones.
 

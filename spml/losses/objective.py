@@ -92,7 +92,11 @@ class DHFRObjective(nn.Module):
         self.num_classes = config.dataset.num_classes
         self.gather = gather or _no_gather
 
-    def forward(self, outputs: dict[str, Tensor], labels: dict[str, Tensor], memory: MemoryBank | None = None) -> dict:
+    def forward(self, outputs: dict[str, Tensor], labels: dict[str, Tensor], image: Tensor | None = None,
+                memory: MemoryBank | None = None) -> dict:
+        # Placeholder for the objective branch's ``objective(outputs, labels, image, memory)``.
+        if image is not None:
+            labels = {**labels, "image": image}
         weights = self.loss_config
         batch = self._cluster(outputs["embedding"], outputs["embedding_aug"], labels)
         plain, aug, num_images = batch.plain, batch.aug, batch.num_images

@@ -1,0 +1,181 @@
+"""A run's settings from the launchers' environment (docs/method.md §4).
+
+The defaults live only in :mod:`spml.config`. The launchers export the variables the user
+set (``BATCH_SIZE=2 ...``); :data:`ENVIRONMENT` says which config key each one sets. A
+training start writes ``<snapshot dir>/config_sod_emb.yaml`` from the defaults plus these;
+a resume checks them against the run's saved config; a test score only reads.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from spml.config import Config, ConfigError, config_from_dict, config_to_dict, default_config, describe_accepted, \
+    load_config, save_config
+from spml.training.layout import CONFIG_NAME, STAGE_DIR, newest_complete_checkpoint, newest_model_file, \
+    release_snapshot_dir
+
+# Launcher variable -> config key it sets.
+ENVIRONMENT = {
+    "DATAROOT": "dataset.data_dir",
+    "MAX_ITERATION": "train.max_iteration",
+    "BATCH_SIZE": "train.batch_size",
+    "SNAPSHOT_STEP": "train.snapshot_step",
+    "TENSORBOARD_STEP": "train.tensorboard_step",
+    "LR": "train.base_lr",
+    "NUM_CLUSTERS": "network.kmeans_num_clusters",
+    "KMEANS_ITERATIONS": "network.kmeans_iterations",
+    "SEM_ANN_CONCENTRATION": "loss.sem_ann_concentration",
+    "IMG_SIM_CONCENTRATION": "loss.img_sim_concentration",
+    "SEM_ANN_LOSS_WEIGHT": "loss.sem_ann_loss_weight",
+    "IMG_SIM_LOSS_WEIGHT": "loss.img_sim_loss_weight",
+    "PARTED_CE_LOSS_WEIGHT": "loss.parted_ce_loss_weight",
+    "SSC_LOSS_WEIGHT": "loss.ssc_loss_weight",
+    "NUM_WORKERS": "train.num_workers",
+    "SEED": "train.seed",
+    "MIXED_PRECISION": "train.mixed_precision",
+    "PRETRAINED": "train.pretrained",
+}
+_TEXT_KEYS = {"dataset.data_dir", "train.pretrained"}
+_FLAGS = ("RESUME", "RESUME_ALLOW_CHANGES", "MIXED_PRECISION")
+# Keys that do not change what a run computes: they may differ on resume.
+_RESUME_FREE = {"train.num_workers", "train.snapshot_dir"}
+
+
+class SettingsError(ValueError):
+    """A launcher variable or run folder that does not fit (exit status 2)."""
+
+
+def _fixed_sizes() -> dict[str, int]:
+    """Variables of the release's launcher that the network fixes: accepted only at that value."""
+    from network.sfnet import EMBEDDING_DIM, INPUT_SIZE
+
+    return {"CROP_SIZE": INPUT_SIZE, "EMBEDDING_DIM": EMBEDDING_DIM}
+
+
+def _set(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "")
+    return value if value != "" else None
+
+
+def flag(environ: Mapping[str, str], name: str) -> bool:
+    """A 0/1 launcher variable (unset = 0)."""
+    value = _set(environ, name) or "0"
+    if value not in ("0", "1"):
+        raise SettingsError(f"{name}={value}: must be 0 or 1")
+    return value == "1"
+
+
+def _parse(name: str, key: str, raw: str) -> object:
+    if key in _TEXT_KEYS:
+        return raw
+    if name in _FLAGS:
+        return flag({name: raw}, name)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return [value, value] if key == "network.kmeans_num_clusters" else value
+
+
+def config_from_environment(environ: Mapping[str, str]) -> Config:
+    """The defaults with every set :data:`ENVIRONMENT` variable applied; one bad value raises
+    :class:`SettingsError` naming the variable and what it accepts."""
+    for name, size in _fixed_sizes().items():
+        if _set(environ, name) not in (None, str(size)):
+            raise SettingsError(f"{name}={environ[name]}: the network takes only {size} (unset {name})")
+    config = default_config()
+    for name, key in ENVIRONMENT.items():
+        raw = _set(environ, name)
+        if raw is None:
+            continue
+        section, field = key.split(".")
+        try:
+            config = config_from_dict({section: {field: _parse(name, key, raw)}}, base=config)
+        except ConfigError:
+            accepted = "an integer >= 1" if key == "network.kmeans_num_clusters" else describe_accepted(section, field)
+            raise SettingsError(f"{name}={raw}: must be {accepted}") from None
+    return config
+
+
+def snapshot_dir_of(config: Config, environ: Mapping[str, str]) -> Path:
+    """``SNAPSHOT_DIR`` if set, else the folder named after the settings (the release's name)."""
+    return Path(_set(environ, "SNAPSHOT_DIR") or release_snapshot_dir(config))
+
+
+def setting_changes(saved: Config, new: Config) -> list[str]:
+    """``'BATCH_SIZE 1 → 2'`` for every setting that changes what the run computes."""
+    names = {key: name for name, key in ENVIRONMENT.items()}
+    changes = []
+    for section, values in config_to_dict(saved).items():
+        for field, old in values.items():
+            key = f"{section}.{field}"
+            now = getattr(getattr(new, section), field)
+            if key not in _RESUME_FREE and old != now:
+                changes.append(f"{names.get(key, key)} {old} → {now}")
+    return changes
+
+
+def prepare_training_run(environ: Mapping[str, str], processes: int = 1) -> tuple[Path, bool, list[str]]:
+    """Check the settings and write the run's config; return ``(config path, resume, notes)``.
+
+    A start writes ``<snapshot dir>/config_sod_emb.yaml``. ``RESUME=1`` needs a complete
+    checkpoint in ``<snapshot dir>/stage1`` and the same settings as the saved config
+    (``RESUME_ALLOW_CHANGES=1`` accepts changes and rewrites the config).
+    """
+    resume, allow_changes = flag(environ, "RESUME"), flag(environ, "RESUME_ALLOW_CHANGES")
+    config = config_from_environment(environ)
+    if config.train.batch_size % processes:
+        raise SettingsError(f"BATCH_SIZE={config.train.batch_size}: must be a multiple of the {processes} processes")
+    snapshot_dir = snapshot_dir_of(config, environ)
+    config.train.snapshot_dir = str(snapshot_dir)
+    config_path = snapshot_dir / CONFIG_NAME
+    notes = []
+    if resume:
+        stage_dir = snapshot_dir / STAGE_DIR
+        if newest_complete_checkpoint(stage_dir) is None:
+            raise SettingsError(f"RESUME=1: no complete checkpoint (model-<iter>.pth with its .state.pth) in {stage_dir}"
+                                f"; check SNAPSHOT_DIR and the settings that name the folder")
+        try:
+            saved = load_config(config_path)
+        except ConfigError as error:
+            raise SettingsError(f"RESUME=1: cannot read the run's settings: {error}") from None
+        changes = setting_changes(saved, config)
+        if changes and not allow_changes:
+            raise SettingsError(f"RESUME=1: settings differ from {config_path}: {', '.join(changes)}; "
+                                f"set them as before, or RESUME_ALLOW_CHANGES=1 to resume with the new ones")
+        if changes:
+            notes.append(f"resuming with changed settings: {', '.join(changes)}")
+        if saved == config:
+            return config_path, True, notes
+    save_config(config, config_path)
+    return config_path, resume, notes
+
+
+@dataclass(frozen=True)
+class TestScoreRun:
+    """What the test-score launcher scores and where results go; nothing is written."""
+
+    config: Path | None  # the run's config, if it has one
+    checkpoint: Path
+    save_dir: Path
+    protocol: str
+
+
+def prepare_test_score(environ: Mapping[str, str]) -> TestScoreRun:
+    """Resolve ``CHECKPOINT`` (default: the newest ``stage1/model-<iter>.pth`` of the run),
+    ``PROTOCOL`` and ``SAVE_DIR`` (default ``stage1/results/<checkpoint>_<protocol>``)."""
+    config = config_from_environment(environ)
+    snapshot_dir = snapshot_dir_of(config, environ)
+    config_path = snapshot_dir / CONFIG_NAME
+    run_config = load_config(config_path) if config_path.is_file() else None
+    protocol = _set(environ, "PROTOCOL") or (run_config or config).test.protocol
+    checkpoint = _set(environ, "CHECKPOINT") or newest_model_file(snapshot_dir / STAGE_DIR)
+    if checkpoint is None:
+        raise SettingsError(f"no checkpoint {snapshot_dir / STAGE_DIR}/model-*.pth; set CHECKPOINT=... or SNAPSHOT_DIR=...")
+    checkpoint = Path(checkpoint)
+    save_dir = _set(environ, "SAVE_DIR") or snapshot_dir / STAGE_DIR / "results" / f"{checkpoint.stem}_{protocol}"
+    return TestScoreRun(config_path if run_config else None, checkpoint, Path(save_dir), protocol)

@@ -1,0 +1,148 @@
+"""Run settings (docs/method.md §4): defaults defined once, the release's folder and file names,
+launcher variables checked with one line each, a strict resume, a test score that writes nothing."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from spml.config import ConfigError, default_config, load_config, save_config
+from spml.training.layout import CONFIG_NAME, checkpoint_paths, newest_complete_checkpoint, newest_model_file, \
+    release_checkpoint, release_snapshot_dir
+from spml.training.settings import SettingsError, config_from_environment, prepare_test_score, prepare_training_run
+
+RELEASE_DIR = ("snapshots/sod_scribble/rgbd_sod_sfnet_segsort/p224_dim64_nc6_ki10_lr1e-4_syncbn_false_bs4_gpu0_it109250"
+               "_wd5e-4_memsize2_losstypesegsort_segsort_segsort_none_lossconc6_12_16_0_lossw1.0_0.0_0.1_0.0_0.0_0.0_1.0_1.0")
+
+
+def test_release_names():
+    assert str(release_snapshot_dir(default_config())) == RELEASE_DIR
+    assert str(release_checkpoint()) == f"{RELEASE_DIR}/stage1/model-109249.pth"
+    assert CONFIG_NAME == "config_sod_emb.yaml"
+
+
+def test_folder_name_follows_the_settings():
+    config = config_from_environment({"BATCH_SIZE": "2", "LR": "1e-3", "MAX_ITERATION": "30"})
+    assert release_snapshot_dir(config).name.startswith("p224_dim64_nc6_ki10_lr1e-3_syncbn_false_bs2_gpu0_it30_")
+
+
+def test_unset_and_empty_variables_keep_the_defaults():
+    assert config_from_environment({"LR": "", "HOME": "/root"}) == default_config()
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("BATCH_SIZE", "0", "BATCH_SIZE=0: must be an integer >= 1"),
+    ("BATCH_SIZE", "-2", "BATCH_SIZE=-2: must be an integer >= 1"),
+    ("BATCH_SIZE", "two", "BATCH_SIZE=two: must be an integer >= 1"),
+    ("MAX_ITERATION", "0", "MAX_ITERATION=0: must be an integer >= 1"),
+    ("LR", "0", "LR=0: must be a number > 0"),
+    ("LR", "inf", "LR=inf: must be a number > 0"),
+    ("SNAPSHOT_STEP", "1.5", "SNAPSHOT_STEP=1.5: must be an integer >= 1"),
+    ("TENSORBOARD_STEP", "0", "TENSORBOARD_STEP=0: must be an integer >= 1"),
+    ("NUM_WORKERS", "-1", "NUM_WORKERS=-1: must be an integer >= 0"),
+    ("NUM_CLUSTERS", "0", "NUM_CLUSTERS=0: must be an integer >= 1"),
+    ("SEM_ANN_CONCENTRATION", "-6", "SEM_ANN_CONCENTRATION=-6: must be a number > 0"),
+    ("IMG_SIM_LOSS_WEIGHT", "-0.1", "IMG_SIM_LOSS_WEIGHT=-0.1: must be a number >= 0"),
+    ("MIXED_PRECISION", "yes", "MIXED_PRECISION=yes: must be 0 or 1"),
+    ("CROP_SIZE", "320", "CROP_SIZE=320: the network takes only 224"),
+    ("EMBEDDING_DIM", "32", "EMBEDDING_DIM=32: the network takes only 64"),
+])
+def test_a_bad_value_names_the_variable_and_what_it_accepts(variable, value, message):
+    with pytest.raises(SettingsError) as raised:
+        config_from_environment({variable: value})
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_the_fixed_sizes_may_be_given_at_their_value():
+    assert config_from_environment({"CROP_SIZE": "224", "EMBEDDING_DIM": "64"}) == default_config()
+
+
+def test_config_files_are_read_strictly(tmp_path):
+    path = tmp_path / CONFIG_NAME
+    path.write_text("train:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError, match="train.batch_size must be an integer >= 1, got 0"):
+        load_config(path)
+    path.write_text("test:\n  save_dir: x\n")
+    with pytest.raises(ConfigError, match="unknown key 'test.save_dir'"):
+        load_config(path)
+
+
+def fake_checkpoint(snapshot_dir: Path, iteration: int) -> None:
+    for path in checkpoint_paths(snapshot_dir / "stage1", iteration):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+
+def test_a_start_writes_the_config_from_the_defaults_and_the_set_variables(tmp_path):
+    config_path, resume, _ = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path), "BATCH_SIZE": "2"})
+    assert (config_path, resume) == (tmp_path / CONFIG_NAME, False)
+    config = load_config(config_path)
+    assert (config.train.batch_size, config.train.snapshot_dir, config.train.base_lr) == (2, str(tmp_path), 1e-4)
+
+
+def test_a_batch_must_split_over_the_processes(tmp_path):
+    with pytest.raises(SettingsError, match="BATCH_SIZE=3: must be a multiple of the 2 processes"):
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path), "BATCH_SIZE": "3"}, processes=2)
+
+
+def test_resume_without_a_checkpoint_names_the_folder_and_writes_nothing(tmp_path):
+    with pytest.raises(SettingsError, match=f"no complete checkpoint .* in {tmp_path / 'run' / 'stage1'}"):
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "RESUME": "1"})
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_changed_settings_unless_allowed(tmp_path):
+    environment = {"SNAPSHOT_DIR": str(tmp_path), "BATCH_SIZE": "2", "LR": "1e-3", "MAX_ITERATION": "30"}
+    config_path, _, _ = prepare_training_run(environment)
+    fake_checkpoint(tmp_path, 9)
+    saved = config_path.read_bytes()
+    assert prepare_training_run({**environment, "RESUME": "1"})[1] is True
+    assert config_path.read_bytes() == saved, "an unchanged resume leaves the config as it was"
+    assert prepare_training_run({**environment, "RESUME": "1", "NUM_WORKERS": "0"})[1] is True
+    assert load_config(config_path).train.num_workers == 0, "the worker count may change"
+    saved = config_path.read_bytes()
+    with pytest.raises(SettingsError) as raised:
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path), "RESUME": "1", "MAX_ITERATION": "30"})
+    message = str(raised.value)
+    assert "BATCH_SIZE 2 → 4" in message and "LR 0.001 → 0.0001" in message and "MAX_ITERATION" not in message
+    assert "RESUME_ALLOW_CHANGES=1" in message and config_path.read_bytes() == saved
+    _, resume, notes = prepare_training_run({**environment, "BATCH_SIZE": "4", "RESUME": "1",
+                                             "RESUME_ALLOW_CHANGES": "1"})
+    assert resume and notes == ["resuming with changed settings: BATCH_SIZE 2 → 4"]
+    assert load_config(config_path).train.batch_size == 4
+
+
+def test_test_score_reads_the_run_and_writes_nothing(tmp_path):
+    config = default_config()
+    config.test.protocol = "release"
+    save_config(config, tmp_path / CONFIG_NAME)
+    fake_checkpoint(tmp_path, 3)
+    fake_checkpoint(tmp_path, 11)
+    before = sorted(tmp_path.rglob("*"))
+    run = prepare_test_score({"SNAPSHOT_DIR": str(tmp_path)})
+    assert run.config == tmp_path / CONFIG_NAME and run.checkpoint == tmp_path / "stage1" / "model-11.pth"
+    assert (run.protocol, run.save_dir) == ("release", tmp_path / "stage1" / "results" / "model-11_release")
+    assert sorted(tmp_path.rglob("*")) == before
+    with pytest.raises(SettingsError, match="no checkpoint"):
+        prepare_test_score({"SNAPSHOT_DIR": str(tmp_path / "empty")})
+
+
+def test_newest_checkpoints(tmp_path):
+    assert newest_complete_checkpoint(tmp_path) is None and newest_model_file(tmp_path) is None
+    (tmp_path / "model-5.state.pth").write_bytes(b"")  # killed between the state and the model file
+    (tmp_path / "model-3.pth").write_bytes(b"")
+    (tmp_path / "model-3.state.pth").write_bytes(b"")
+    (tmp_path / "model-12.pth").write_bytes(b"")  # a model without state (e.g. the released one)
+    assert newest_complete_checkpoint(tmp_path) == 3
+    assert newest_model_file(tmp_path) == tmp_path / "model-12.pth"
+
+
+def test_data_loading_processes_default_to_four_at_most_one_per_core(caplog):
+    from spml.config import available_cores
+    from spml.training.sampling import loader_workers
+
+    assert default_config().train.num_workers == min(4, available_cores())
+    with caplog.at_level(logging.INFO, logger="train"):
+        assert loader_workers(available_cores() + 3) == available_cores()
+    assert "cores" in caplog.text

@@ -1,0 +1,64 @@
+"""The training step of spml.training.step (docs/method.md §4): every parameter learns, and a
+non-finite loss stops the step before any update."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from network.sfnet import INPUT_SIZE
+from spml.config import default_config
+from spml.losses import DHFRObjective
+from spml.training.step import NonFiniteLossError, make_training_state, training_step
+
+
+def scribble_batch(batch_size: int = 1) -> dict[str, torch.Tensor]:
+    """A batch shaped like the training data: background band and foreground patch scribbled."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (batch_size, INPUT_SIZE, INPUT_SIZE)
+    semantic = torch.full(shape, 2, dtype=torch.long)
+    semantic[:, 8:24] = 0
+    semantic[:, 100:116, 60:160] = 1
+    return {
+        "image": torch.randn(batch_size, 3, INPUT_SIZE, INPUT_SIZE, generator=generator),
+        "depth": torch.rand(batch_size, 3, INPUT_SIZE, INPUT_SIZE, generator=generator),
+        "semantic_label": semantic,
+        "instance_label": torch.randint(1, 20, shape, generator=generator),
+        "contour_sum_label": torch.rand(shape, generator=generator),
+    }
+
+
+@pytest.fixture
+def trainable(deterministic_model):
+    model = copy.deepcopy(deterministic_model).train()
+    train = default_config().train
+    return model, make_training_state(model, train.base_lr, 2, False, torch.device("cpu"))
+
+
+def test_every_parameter_receives_a_gradient_in_one_step(trainable):
+    model, state = trainable
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    result = training_step(model, DHFRObjective(), state, scribble_batch(), lr=1e-4, grad_clamp=0.5)
+    no_gradient = [name for name, parameter in model.named_parameters()
+                   if parameter.grad is None or not torch.any(parameter.grad != 0)]
+    assert not no_gradient, f"{len(no_gradient)} parameters got no gradient: {no_gradient[:5]}"
+    assert all(bool(parameter.grad.abs().max() <= 0.5) for parameter in model.parameters()), "clamped to ±0.5"
+    assert all(not torch.equal(before[name], parameter) for name, parameter in model.named_parameters())
+    assert set(result.values) >= {"loss", "sem_ann_loss", "accuracy"} and len(state.memory) == 1
+
+
+class NaNContour(DHFRObjective):
+    def forward(self, outputs, labels, image=None, memory=None):
+        result = super().forward(outputs, labels, image, memory)
+        result["contour_loss"] = result["contour_loss"] * float("nan")
+        return result
+
+
+def test_a_non_finite_loss_stops_before_the_update_naming_the_iteration_and_the_loss(trainable):
+    model, state = trainable
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    with pytest.raises(NonFiniteLossError, match="iteration 7: non-finite contour_loss = nan"):
+        training_step(model, NaNContour(), state, scribble_batch(), lr=1e-4, grad_clamp=0.5, iteration=7)
+    assert all(torch.equal(before[name], parameter) for name, parameter in model.named_parameters())
+    assert all(parameter.grad is None for parameter in model.parameters()) and len(state.memory) == 0
