@@ -21,7 +21,7 @@ from torch import nn
 # Callables imported under "_" names: torch.hub lists every other public callable as an entry point.
 from network import build_model as _build_model, load_checkpoint as _load_checkpoint
 from network.sfnet import INPUT_SIZE
-from spml.config import default_config as _default_config, release_snapshot_dir as _release_snapshot_dir
+from spml.training.layout import SNAPSHOT_ROOT, release_checkpoint as _release_checkpoint_path
 from spml.data.image_io import _WIDE_DEPTH_MODES, scale_to_uint8 as _scale_to_uint8
 from spml.data.transforms import eval_inputs as _eval_inputs
 
@@ -29,14 +29,13 @@ dependencies = ["torch", "timm", "numpy", "PIL", "cv2", "yaml"]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent
 RELEASE = "release"
-RELEASE_CHECKPOINT_NAME = "model-109249.pth"
 DOWNLOAD_COMMAND = "bash bashscripts/download_snapshots.sh model"
 ImageLike = Image.Image | np.ndarray
 
 
 def _release_checkpoint() -> pathlib.Path:
     """Where ``download_snapshots.sh model`` puts the released weights, in this repository."""
-    return _release_snapshot_dir(_default_config(), REPO_ROOT / "snapshots") / "stage1" / RELEASE_CHECKPOINT_NAME
+    return _release_checkpoint_path(REPO_ROOT / SNAPSHOT_ROOT)
 
 
 def dhfr(checkpoint: str | os.PathLike | None = None, map_location: str | torch.device | None = None) -> nn.Module:
