@@ -4,7 +4,7 @@ assignments for the launcher to ``eval``.
 
     python3 pyscripts/tools/fill_config.py train [--processes N]
         checks the settings, writes (start) or checks (RESUME=1) <snapshot dir>/config_sod_emb.yaml;
-        prints CONFIG and RESUME
+        prints CONFIG, RESUME and EAGER
     python3 pyscripts/tools/fill_config.py test-score
         writes nothing; prints CONFIG (the run's, or empty), CHECKPOINT, SAVE_DIR, PROTOCOL
 
@@ -20,7 +20,7 @@ import os
 import shlex
 
 from spml.config import ConfigError
-from spml.training.settings import SettingsError, prepare_test_score, prepare_training_run
+from spml.training.settings import SettingsError, flag, prepare_test_score, prepare_training_run
 
 
 def _assignments(values: dict[str, object]) -> str:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             for note in notes:
                 print(note, file=sys.stderr)
             print(f"snapshot directory: {config.parent}", file=sys.stderr)
-            print(_assignments({"CONFIG": config, "RESUME": int(resume)}))
+            print(_assignments({"CONFIG": config, "RESUME": int(resume), "EAGER": int(flag(os.environ, "EAGER"))}))
         else:
             run = prepare_test_score(os.environ)
             print(_assignments({"CONFIG": run.config or "", "CHECKPOINT": run.checkpoint, "SAVE_DIR": run.save_dir,

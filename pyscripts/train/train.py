@@ -1,12 +1,14 @@
 """Train DHFR on scribble-annotated RGB-D data with the release's procedure (docs/method.md §2, §4).
 
-    python pyscripts/train/train.py --config <snapshot dir>/config_sod_emb.yaml [--device cpu|cuda] [--resume]
+    python pyscripts/train/train.py --config <snapshot dir>/config_sod_emb.yaml [--device cpu|cuda] [--resume] [--eager]
     torchrun --standalone --nproc_per_node=N pyscripts/train/train.py ...   (one process per GPU)
 
 The config is the one ``bashscripts/sod/train_sfnet_rgbd_scribble_sod.sh`` writes. Checkpoints
 and TensorBoard events go to ``<train.snapshot_dir>/stage1/`` (``spml.training.layout``).
-``--resume`` continues after the newest complete checkpoint and repeats the uninterrupted run
-(``spml.training.checkpoint``, ``spml.training.sampling``). Exit status 2: bad input, found
+On one GPU the network's forward and backward are replayed as CUDA graphs
+(``network.cuda_graphs``); ``--eager`` runs them eagerly. ``--resume`` continues after the
+newest complete checkpoint and repeats the uninterrupted run (``spml.training.checkpoint``,
+``spml.training.sampling``). Exit status 2: bad input, found
 before the first step; 1: the run failed on the way.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from lib.distributed import DeviceUnavailableError, ProcessGroup, all_gather_cat
 from lib.logging import setup_logging
 from lib.lr_schedule import step_lr
 from network import CheckpointError, build_model, init_from_imagenet
+from network.cuda_graphs import graphed_training_forward
 from network.sfnet import INPUT_SIZE
 from spml.config import Config, ConfigError, load_config
 from spml.data import DataError
@@ -38,7 +41,7 @@ from spml.training.checkpoint import restore_training_checkpoint, save_training_
 from spml.training.errors import InputError, TrainingError
 from spml.training.layout import STAGE_DIR, newest_complete_checkpoint
 from spml.training.sampling import make_loader, training_batches
-from spml.training.step import make_training_state, training_step
+from spml.training.step import Forward, make_training_state, training_step
 from spml.training.strip import image_strip
 
 logger = logging.getLogger("train")
@@ -76,7 +79,33 @@ def starting_point(config: Config, stage_dir: Path, resume: bool) -> int | None:
     return resume_iteration
 
 
-def train(config: Config, group: ProcessGroup, resume: bool) -> None:
+def uses_cuda_graphs(config: Config, group: ProcessGroup, eager: bool) -> bool:
+    """Whether the network is replayed as CUDA graphs: on one CUDA process unless ``eager``.
+
+    Several processes run eagerly (DDP's gradient hooks are not captured), saying so;
+    ``MIXED_PRECISION=1`` needs ``EAGER=1`` (the graphs run float32).
+    """
+    if group.device.type != "cuda" or eager:
+        return False
+    if config.train.mixed_precision:
+        raise InputError("MIXED_PRECISION=1 needs EAGER=1: the CUDA-graph path runs in float32")
+    if group.is_distributed:
+        logger.info("%d processes: the network runs eagerly (CUDA graphs are used on one GPU only)", group.world_size)
+        return False
+    return True
+
+
+def training_network(model: torch.nn.Module, group: ProcessGroup, batch_size: int, graphs: bool) -> Forward:
+    """What the steps call: DDP with several processes, the CUDA-graph replay when ``graphs``, else the model."""
+    if group.is_distributed:
+        return DistributedDataParallel(model, device_ids=[group.device.index] if group.device.type == "cuda" else None)
+    if graphs:
+        logger.info("replaying the network as CUDA graphs (batch %d); EAGER=1 runs it eagerly", batch_size)
+        return graphed_training_forward(model, batch_size)
+    return model
+
+
+def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False) -> None:
     """The release's training loop (docs/method.md §4) from iteration 0 or after the newest checkpoint."""
     train_config = config.train
     snapshot_dir = Path(train_config.snapshot_dir)
@@ -86,6 +115,7 @@ def train(config: Config, group: ProcessGroup, resume: bool) -> None:
     # Start-up checks, all before the network is built. To come here: removing this program's
     # stale temporaries in stage_dir, and validating every file of the training list.
     resume_iteration = starting_point(config, stage_dir, resume)
+    graphs = uses_cuda_graphs(config, group, eager)
     if resume_iteration is not None and resume_iteration + 1 >= train_config.max_iteration:
         logger.info("%s already holds the last checkpoint (iteration %d): nothing to do", stage_dir, resume_iteration)
         return
@@ -105,8 +135,7 @@ def train(config: Config, group: ProcessGroup, resume: bool) -> None:
         restore_training_checkpoint(stage_dir, resume_iteration, state, group)
         first_iteration = resume_iteration + 1
     model.train()
-    network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if group.is_distributed else model
+    network = training_network(model, group, loader.batch_size, graphs)
     objective = DHFRObjective(config, gather=all_gather_cat if group.is_distributed else None).to(device)
     writer = SummaryWriter(log_dir=str(stage_dir)) if group.is_main else None
     logger.info("training iterations %d..%d, %d batches of %d per epoch and process, %d process(es), on %s",
@@ -148,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True, help="the run's config (<snapshot dir>/config_sod_emb.yaml)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resume", action="store_true", help="continue after the newest complete checkpoint")
+    parser.add_argument("--eager", action="store_true", help="on a GPU, run the network eagerly instead of as CUDA graphs")
     args = parser.parse_args(argv)
     try:
         group = setup_process_group(args.device)
@@ -155,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         if not config.train.snapshot_dir:
             raise ConfigError(f"{args.config}: train.snapshot_dir is empty (write the config with the launcher)")
-        train(config, group, args.resume)
+        train(config, group, args.resume, args.eager)
     except (*INPUT_ERRORS, TrainingError) as error:
         print(f"train.py: error: {one_line(error)}", file=sys.stderr)
         return 2 if isinstance(error, INPUT_ERRORS) else 1

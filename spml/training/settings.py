@@ -40,7 +40,7 @@ ENVIRONMENT = {
     "PRETRAINED": "train.pretrained",
 }
 _TEXT_KEYS = {"dataset.data_dir", "train.pretrained"}
-_FLAGS = ("RESUME", "RESUME_ALLOW_CHANGES", "MIXED_PRECISION")
+_FLAGS = ("RESUME", "RESUME_ALLOW_CHANGES", "MIXED_PRECISION", "EAGER")
 # Keys that do not change what a run computes: they may differ on resume.
 _RESUME_FREE = {"train.num_workers", "train.snapshot_dir"}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -70,40 +70,70 @@ def autocast_context(enabled: bool, device: torch.device) -> contextlib.Abstract
     return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
-def training_step(network: nn.Module, objective: DHFRObjective, state: TrainingState, batch: dict[str, Tensor],
-                  lr: float, grad_clamp: float, mixed_precision: bool = False, iteration: int = 0) -> StepResult:
-    """One optimiser step at learning rate ``lr`` on ``batch`` (``image``, ``depth`` and the
-    :data:`LABEL_KEYS`; moved to the model's device here). ``network`` is ``state.model`` or its
-    DDP wrapper. Raises :class:`NonFiniteLossError` naming ``iteration`` and the loss before any
-    update when a loss is not finite."""
-    device = next(state.model.parameters()).device
-    image = batch["image"].to(device, non_blocking=True)
-    depth = batch["depth"].to(device, non_blocking=True)
-    labels = {key: batch[key].to(device, non_blocking=True) for key in LABEL_KEYS}
-    with autocast_context(mixed_precision, device):
-        outputs = network(image, depth)
-    outputs = {name: output.float() for name, output in outputs.items()}
-    result = objective(outputs, labels, image, state.memory)
+Forward = Callable[[Tensor, Tensor], dict[str, Tensor]]
+"""The network as the step calls it: the model, its DDP wrapper or its CUDA-graph replay."""
 
+
+def batch_to_device(batch: dict[str, Tensor], device: torch.device) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """``image``, ``depth`` and the :data:`LABEL_KEYS` labels of a loader batch, on ``device``."""
+    labels = {key: batch[key].to(device, non_blocking=True) for key in LABEL_KEYS}
+    return batch["image"].to(device, non_blocking=True), batch["depth"].to(device, non_blocking=True), labels
+
+
+def network_outputs(network: Forward, image: Tensor, depth: Tensor, mixed_precision: bool) -> dict[str, Tensor]:
+    """The training outputs (both passes, docs/method.md §1.7) as float32."""
+    with autocast_context(mixed_precision, image.device):
+        outputs = network(image, depth)
+    return {name: output.float() for name, output in outputs.items()}
+
+
+def logged_values(result: dict, iteration: int) -> dict[str, float]:
+    """:data:`LOGGED_KEYS` of the objective's ``result`` (mean over processes) in one host read.
+
+    Raises :class:`NonFiniteLossError` naming ``iteration`` and the first non-finite value.
+    """
     logged = mean_over_processes(torch.stack([result[key].detach() for key in LOGGED_KEYS]))
     values = dict(zip(LOGGED_KEYS, logged.tolist()))
     for name, value in values.items():
         if not math.isfinite(value):
             raise NonFiniteLossError(f"iteration {iteration}: non-finite {name} = {value}; stopping")
+    return values
 
-    for group in state.optimizer.param_groups:
-        group["lr"] = lr
+
+def backward(state: TrainingState, loss: Tensor) -> None:
+    """Fresh gradients of ``loss`` (scaled, then unscaled, under a float16 grad scaler)."""
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is not None:
-        state.scaler.scale(result["loss"]).backward()
+        state.scaler.scale(loss).backward()
         state.scaler.unscale_(state.optimizer)
     else:
-        result["loss"].backward()
+        loss.backward()
+
+
+def update(state: TrainingState, lr: float, grad_clamp: float) -> None:
+    """Element-wise gradient clamp to ``[−grad_clamp, grad_clamp]``, then Adam at ``lr`` (docs/method.md §4)."""
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
     nn.utils.clip_grad_value_(state.model.parameters(), grad_clamp, foreach=True)
     if state.scaler is not None:
         state.scaler.step(state.optimizer)
         state.scaler.update()
     else:
         state.optimizer.step()
+
+
+def training_step(network: Forward, objective: DHFRObjective, state: TrainingState, batch: dict[str, Tensor],
+                  lr: float, grad_clamp: float, mixed_precision: bool = False, iteration: int = 0) -> StepResult:
+    """One optimiser step at learning rate ``lr`` on ``batch`` (``image``, ``depth`` and the
+    :data:`LABEL_KEYS`; moved to the model's device here): forward, objective with the memory
+    bank, :func:`logged_values`, :func:`backward`, :func:`update`, memory-bank push. ``network``
+    is ``state.model``, its DDP wrapper or its CUDA-graph replay. Raises
+    :class:`NonFiniteLossError` before any update when a loss is not finite."""
+    image, depth, labels = batch_to_device(batch, next(state.model.parameters()).device)
+    outputs = network_outputs(network, image, depth, mixed_precision)
+    result = objective(outputs, labels, image, state.memory)
+    values = logged_values(result, iteration)
+    backward(state, result["loss"])
+    update(state, lr, grad_clamp)
     state.memory.push(result["memory_state"])
     return StepResult(values, outputs)
