@@ -4,11 +4,21 @@
                224×224 batches, against a straightforward formulation that clusters and scores
                each image in its own Python iteration (kept here only for the comparison).
 
-``network``    the network (docs/method.md §1): one eval-mode forward, and one training step
-               (``spml.training.step.training_step``, the step the training loop runs).
+``train``      the training step (``spml.training.step``, the step the training loop runs, release
+               settings, full memory bank): each phase timed with a device synchronisation
+               between phases, steps/s without synchronisation, host-sync points of one step
+               (``lib.profiling``) and peak memory; eager, and on CUDA also the CUDA-graph replay.
 
-Examples: ``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``,
-``python pyscripts/benchmark/speed.py network --batch-sizes 1 4``
+``eval``       the eval forward at batch 1/8/32: eager float32 and, on CUDA, the graph replay
+               (``network.cuda_graphs.GraphedEval``) in each ``--precisions``.
+
+``loader``     augmented training samples per second for each DataLoader worker count.
+
+``all``        train, eval and loader, one table each; ``--json`` writes every row.
+
+Examples: ``python pyscripts/benchmark/speed.py all --devices cuda --json speed.json``,
+``python pyscripts/benchmark/speed.py train --devices cpu --batch-size 2 --steps 3``,
+``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``
 """
 from __future__ import annotations
 
@@ -17,16 +27,24 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import argparse
 import json
+import resource
 import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from lib.distributed import ProcessGroup
 from lib.io import atomic_write_text
+from lib.profiling import count_host_syncs
 from network import build_model
+from network.cuda_graphs import GraphedEval, graphed_training_forward
+from network.precision import PRECISIONS, set_float32_precision
 from spml.clustering import grid_initial_labels, pixel_features, resize_labels, segment_prototypes, spherical_kmeans
 from spml.config import default_config
 from spml.losses import DHFRObjective
@@ -35,9 +53,17 @@ from spml.losses.objective import saliency_losses
 from spml.losses.parted_ce import SIDE_WEIGHTS
 from spml.losses.prototype_accuracy import prototype_accuracy
 from spml.losses.segsort import segsort_loss
-from spml.training.step import make_training_state, training_step
+from spml.data.lists import ensure_train_list
+from spml.training.sampling import make_loader, training_batches
+from spml.training.step import (backward, batch_to_device, logged_values, make_training_state, network_outputs,
+                                training_step, update)
 
 INPUT_SIZE, EMBEDDING_SIZE, EMBEDDING_DIM = 224, 56, 64
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PHASES = ("to_device", "forward", "objective", "log_read", "backward", "update")
+"""The training step's phases, timed with a device synchronisation between them."""
+WARMUP_STEPS = 3
+SYNTHETIC_TRAIN_SAMPLES = 64
 
 
 def _smooth_field(generator: torch.Generator, batch_size: int, channels: int, size: int) -> torch.Tensor:
@@ -174,85 +200,226 @@ def _median_seconds(step: Callable[[], None], device: torch.device, repeats: int
     return statistics.median(seconds)
 
 
-def time_network(devices: list[str], batch_sizes: list[int], repeats: int) -> list[dict]:
-    """Eval forward and the training step of ``spml.training.step`` (release settings) for every device and batch size."""
-    train_config, rows = default_config().train, []
-    cases = [(device, batch_size) for device in devices for batch_size in batch_sizes]
-    for device_name, batch_size in tqdm(cases, desc="network", unit="case"):
-        device = torch.device(device_name)
-        torch.manual_seed(0)
-        model, objective = build_model().to(device), DHFRObjective().to(device)
-        state = make_training_state(model, train_config.base_lr, default_config().loss.memory_bank_size,
-                                    train_config.mixed_precision, device)
-        _, labels = synthetic_objective_inputs(batch_size, device)
-        batch = {**labels, "depth": torch.rand(batch_size, 3, INPUT_SIZE, INPUT_SIZE, device=device)}
+def _training_batch(batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """A loader-like batch on the CPU (pinned for a GPU): synthetic labels, image and depth."""
+    _, labels = synthetic_objective_inputs(batch_size, torch.device("cpu"))
+    batch = {**labels, "depth": torch.rand(batch_size, 3, INPUT_SIZE, INPUT_SIZE)}
+    return {name: tensor.pin_memory() if device.type == "cuda" else tensor for name, tensor in batch.items()}
 
-        def eval_forward() -> None:
+
+def _peak_memory_gib(device: torch.device) -> float:
+    """Peak GPU memory allocated since the last reset, or this process's peak resident memory on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int) -> dict:
+    """The training step of ``spml.training.step`` at release settings: phases (synchronised),
+    steps/s (unsynchronised), host-sync points of one step and peak memory.
+
+    The memory bank is full (two earlier steps) before anything is timed, as in a real run.
+    """
+    train_config = default_config().train
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(0)
+    model = build_model().to(device).train()
+    objective = DHFRObjective().to(device)
+    state = make_training_state(model, train_config.base_lr, default_config().loss.memory_bank_size, False, device)
+    network = graphed_training_forward(model, batch_size) if graphs else model
+    batch = _training_batch(batch_size, device)
+    lr, clamp = train_config.base_lr, train_config.grad_clamp
+
+    def one_step() -> None:
+        training_step(network, objective, state, batch, lr, clamp)
+
+    for _ in range(WARMUP_STEPS):
+        one_step()
+    phase_seconds: dict[str, list[float]] = {name: [] for name in PHASES}
+    for _ in range(steps):
+        marks = [_now(device)]
+        image, depth, labels = batch_to_device(batch, device)
+        marks.append(_now(device))
+        outputs = network_outputs(network, image, depth, False)
+        marks.append(_now(device))
+        result = objective(outputs, labels, image, state.memory)
+        marks.append(_now(device))
+        logged_values(result, 0)
+        marks.append(_now(device))
+        backward(state, result["loss"])
+        marks.append(_now(device))
+        update(state, lr, clamp)
+        state.memory.push(result["memory_state"])
+        marks.append(_now(device))
+        for name, start, end in zip(PHASES, marks, marks[1:]):
+            phase_seconds[name].append(end - start)
+    start = _now(device)
+    for _ in range(steps):
+        one_step()
+    unsynchronised = (_now(device) - start) / steps
+    syncs = count_host_syncs(one_step)
+    row = {"device": str(device), "batch_size": batch_size, "mode": "cuda-graph" if graphs else "eager",
+           **{f"{name}_ms": 1e3 * statistics.median(values) for name, values in phase_seconds.items()},
+           "step_ms": 1e3 * unsynchronised, "steps_per_s": 1 / unsynchronised,
+           "host_syncs": sum(syncs.values()), "host_sync_ops": syncs, "peak_memory_gib": _peak_memory_gib(device)}
+    row["phases_total_ms"] = sum(row[f"{name}_ms"] for name in PHASES)
+    return row
+
+
+def time_eval(device: torch.device, batch_sizes: list[int], precisions: list[str], repeats: int) -> list[dict]:
+    """Eval forward at each batch size: eager float32, and on CUDA the graph replay in each precision."""
+    torch.manual_seed(0)
+    model = build_model().to(device).eval()
+    rows = []
+    for batch_size in tqdm(batch_sizes, desc="eval", unit="batch size"):
+        image = torch.randn(batch_size, 3, INPUT_SIZE, INPUT_SIZE, device=device)
+        depth = torch.rand(batch_size, 3, INPUT_SIZE, INPUT_SIZE, device=device)
+
+        def eager() -> None:
             with torch.no_grad():
-                model.eval()(batch["image"], batch["depth"])
+                model(image, depth)
 
-        def train_step() -> None:
-            training_step(model.train(), objective, state, batch, train_config.base_lr, train_config.grad_clamp,
-                          train_config.mixed_precision)
-
+        row = {"device": str(device), "batch_size": batch_size, "eager_ms": 1e3 * _median_seconds(eager, device, repeats)}
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        row = {
-            "device": device_name,
-            "batch_size": batch_size,
-            "eval_forward_s": _median_seconds(eval_forward, device, repeats),
-            "train_step_s": _median_seconds(train_step, device, repeats),
-        }
-        if device.type == "cuda":
-            row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+            for precision in precisions:
+                set_float32_precision(precision)
+                graphed = GraphedEval(model, precision)
+                row[f"graph_{precision}_ms"] = 1e3 * _median_seconds(lambda: graphed(image, depth), device, repeats)
+                del graphed
+            set_float32_precision("fp32")
+            row["graph_peak_memory_gib"] = _peak_memory_gib(device)
         rows.append(row)
     return rows
 
 
-def run_network(args: argparse.Namespace) -> None:
-    rows = time_network(args.devices, args.batch_sizes, args.repeats)
-    print(f"{'device':<8}{'batch':>6}{'eval fwd s':>12}{'train step s':>14}")
-    for row in rows:
-        print(f"{row['device']:<8}{row['batch_size']:>6}{row['eval_forward_s']:>12.3f}{row['train_step_s']:>14.3f}")
-    if args.json:
-        atomic_write_text(json.dumps(rows, indent=2) + "\n", args.json)
+def time_loader(data_root: Path | None, workers: list[int], batch_size: int, batches: int) -> list[dict]:
+    """Augmented training samples per second: one sample at a time in this process (one worker's
+    rate), then the training DataLoader (``spml.training.sampling.make_loader``) per worker count.
+
+    Without ``data_root`` a synthetic dataset is written to a temporary folder.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        if data_root is None:
+            data_root = Path(scratch)
+            subprocess.run([sys.executable, str(REPO_ROOT / "pyscripts/tools/make_synthetic_data.py"), "--root",
+                            str(data_root), "--num-train", str(SYNTHETIC_TRAIN_SAMPLES), "--num-test", "1"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        config = default_config()
+        config.dataset.data_dir = str(data_root)
+        config.train.batch_size = batch_size
+        list_path = ensure_train_list(data_root, Path(scratch) / "train.txt")
+        group = ProcessGroup(rank=0, world_size=1, device=torch.device("cpu"))
+        rows = []
+        for count in tqdm(workers, desc="loader", unit="worker count"):
+            config.train.num_workers = count
+            loader, sampler, batches_per_epoch = make_loader(config, group, list_path)
+            stream = training_batches(loader, sampler, 0, batches_per_epoch)
+            next(stream)  # workers started
+            start = time.perf_counter()
+            for _ in range(batches):
+                next(stream)
+            rate = batches * batch_size / (time.perf_counter() - start)
+            rows.append({"workers": count, "samples_per_s": rate})
+            del stream, loader
+        return rows
+
+
+def _now(device: torch.device) -> float:
+    _synchronize(device)
+    return time.perf_counter()
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    """A Markdown table of ``columns`` (floats to 3 significant digits)."""
+    def cell(value: object) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(column, "–")) for column in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def run_train(args: argparse.Namespace) -> dict:
+    rows = []
+    for device_name in args.devices:
+        device = torch.device(device_name)
+        modes = [False, True] if device.type == "cuda" and not args.eager else [False]
+        rows += [time_training(device, args.batch_size, graphs, args.steps) for graphs in modes]
+    print(_table(rows, ["device", "batch_size", "mode", *(f"{name}_ms" for name in PHASES), "phases_total_ms",
+                        "step_ms", "steps_per_s", "host_syncs", "peak_memory_gib"]))
+    return {"train": rows}
+
+
+def run_eval(args: argparse.Namespace) -> dict:
+    rows = [row for device in args.devices
+            for row in time_eval(torch.device(device), args.eval_batch_sizes, args.precisions, args.repeats)]
+    columns = ["device", "batch_size", "eager_ms", *(f"graph_{precision}_ms" for precision in args.precisions),
+               "graph_peak_memory_gib"]
+    print(_table(rows, columns))
+    return {"eval": rows}
+
+
+def run_loader(args: argparse.Namespace) -> dict:
+    rows = time_loader(args.data_root, args.workers, args.batch_size, args.loader_batches)
+    print(_table(rows, ["workers", "samples_per_s"]))
+    return {"loader": rows}
+
+
+def run_all(args: argparse.Namespace) -> dict:
+    return {**run_train(args), **run_eval(args), **run_loader(args)}
 
 
 def _default_devices() -> list[str]:
     return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
-def run_objective(args: argparse.Namespace) -> None:
+def run_objective(args: argparse.Namespace) -> dict:
     rows = time_objective(args.devices, args.batch_sizes, args.repeats)
     print(f"{'device':<8}{'batch':>6}{'batched s':>12}{'looped s':>12}{'speed-up':>10}")
     for row in rows:
         speed_up = row["looped_s"] / row["batched_s"]
         print(f"{row['device']:<8}{row['batch_size']:>6}{row['batched_s']:>12.3f}{row['looped_s']:>12.3f}{speed_up:>9.2f}x")
-    if args.json:
-        atomic_write_text(json.dumps(rows, indent=2) + "\n", args.json)
+    return {"objective": rows}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--devices", nargs="+", default=_default_devices(), help="default: cpu, and cuda when present")
+    common.add_argument("--repeats", type=int, default=10, help="timed runs per eval case (after one warm-up)")
+    common.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     subcommands = parser.add_subparsers(dest="command", required=True)
-    objective = subcommands.add_parser("objective", help="forward+backward of DHFRObjective, batched vs per-image loop")
+    objective = subcommands.add_parser("objective", parents=[common],
+                                       help="forward+backward of DHFRObjective, batched vs per-image loop")
     objective.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 16])
-    objective.add_argument("--devices", nargs="+", default=_default_devices(), help="default: cpu, and cuda when present")
-    objective.add_argument("--repeats", type=int, default=3, help="timed runs per case (after one warm-up)")
-    objective.add_argument("--json", default="", help="also write the results to this JSON file")
-    objective.set_defaults(run=run_objective)
-    network = subcommands.add_parser("network", help="eval forward and one training step of the network")
-    network.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4])
-    network.add_argument("--devices", nargs="+", default=_default_devices(), help="default: cpu, and cuda when present")
-    network.add_argument("--repeats", type=int, default=2, help="timed runs per case (after one warm-up)")
-    network.add_argument("--json", default="", help="also write the results to this JSON file")
-    network.set_defaults(run=run_network)
+    objective.set_defaults(run=run_objective, repeats=3)
+    for name, run, description in (
+        ("train", run_train, "training step: phases, steps/s, host syncs, peak memory (eager and CUDA graph)"),
+        ("eval", run_eval, "eval forward: eager and, on CUDA, the graph replay per precision"),
+        ("loader", run_loader, "augmented training samples per second per DataLoader worker count"),
+        ("all", run_all, "train, eval and loader"),
+    ):
+        command = subcommands.add_parser(name, parents=[common], help=description)
+        command.add_argument("--batch-size", type=int, default=4, help="training batch (train, loader)")
+        command.add_argument("--steps", type=int, default=20, help="timed training steps per mode")
+        command.add_argument("--eager", action="store_true", help="train: skip the CUDA-graph mode")
+        command.add_argument("--eval-batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+        command.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
+                             help="eval: graph-replay precisions timed on CUDA")
+        command.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader: worker counts")
+        command.add_argument("--loader-batches", type=int, default=20, help="loader: batches timed per worker count")
+        command.add_argument("--data-root", type=Path, default=None,
+                             help="loader: a data root with lists/train.txt or the release layout (default: synthetic)")
+        command.set_defaults(run=run)
     return parser
 
 
 def main() -> None:
     args = build_parser().parse_args()
-    args.run(args)
+    results = args.run(args)
+    if args.json:
+        atomic_write_text(json.dumps(results, indent=2) + "\n", args.json)
 
 
 if __name__ == "__main__":
