@@ -4,16 +4,20 @@ from network.checkpoint import (
     imagenet_source_key,
     init_from_imagenet,
     load_checkpoint,
+    read_torch_file,
     save_checkpoint,
 )
 from network.model import EmbeddingModel, build_model
+from network.sfnet import INPUT_SIZE
 
 __all__ = [
     "CheckpointError",
     "EmbeddingModel",
+    "INPUT_SIZE",
     "build_model",
     "imagenet_source_key",
     "init_from_imagenet",
     "load_checkpoint",
+    "read_torch_file",
     "save_checkpoint",
 ]
