@@ -19,30 +19,10 @@ from PIL import Image
 from torch.utils.data import Dataset, get_worker_info
 
 from spml.data.errors import DataError, log_repair_once
-from spml.data.image_io import read_depth, read_gray, read_rgb
+from spml.data.image_io import (SCRIBBLE_LABELS, match_size, read_depth, read_gray, read_rgb,  # noqa: F401
+                                read_scribble)
 from spml.data.lists import TestSample, TrainSample
 from spml.data.transforms import eval_inputs, train_sample
-
-SCRIBBLE_LABELS = (0, 1, 2)
-
-
-def read_scribble(path: str | os.PathLike) -> np.ndarray:
-    """HxW uint8 scribble labels; any value other than 0/1/2 raises DataError naming the file."""
-    scribble = read_gray(path)
-    bad_values = np.setdiff1d(np.unique(scribble), SCRIBBLE_LABELS)
-    if bad_values.size:
-        raise DataError(f"scribble file {path} has values other than 0/1/2: {bad_values[:10].tolist()}")
-    return scribble
-
-
-def match_size(image_u8: np.ndarray, height: int, width: int, resample: Image.Resampling,
-               path: str | os.PathLike) -> np.ndarray:
-    """Resize a map to the RGB image's size (docs/method.md §3.1 repair, logged once per file)."""
-    if image_u8.shape[:2] == (height, width):
-        return image_u8
-    log_repair_once(path, f"size {image_u8.shape[1]}x{image_u8.shape[0]} resized to the RGB size {width}x{height}")
-    return np.asarray(Image.fromarray(image_u8).resize((width, height), resample))
-
 
 class ScribbleTrainDataset(Dataset):
     """Training samples after docs/method.md §3.2; items are dicts of ``image``, ``depth``,
