@@ -43,7 +43,7 @@ save_checkpoint(build_model(), sys.argv[1])
 PY
 
 step "3/5 test score of the untrained network"
-"$PYTHON" pyscripts/benchmark/test_score.py --data-root "$data" --checkpoint "$untrained_checkpoint" \
+"$PYTHON" pyscripts/benchmark/score_model.py --data-root "$data" --checkpoint "$untrained_checkpoint" \
   --save-dir "$DEMO_DIR/untrained" --device "$device" --num-workers 0
 
 step "4/5 training from scratch: $DEMO_ITERATIONS iterations, batch $DEMO_BATCH_SIZE, lr $DEMO_LR ($DEMO_GPU)"

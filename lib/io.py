@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -105,6 +106,26 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Write a text file through :func:`atomic_path`."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def output_folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written into ``folder`` (created if needed), or None; checked
+    before any work so that a bad output path fails at once. Nothing is created."""
+    folder = Path(os.path.abspath(folder))
+    if folder.exists():
+        if not folder.is_dir():
+            return "exists and is not a folder"
+        return None if _writable(folder) else "folder is read-only (not writable)"
+    ancestor = next(parent for parent in folder.parents if parent.exists())
+    if not ancestor.is_dir():
+        return f"cannot be created: {ancestor} is not a folder"
+    return None if _writable(ancestor) else f"cannot be created: {ancestor} is read-only (not writable)"
+
+
+def _writable(folder: Path) -> bool:
+    """Whether this process may create files in ``folder``; a folder without the owner's write
+    permission counts as read-only even for the superuser, who could write into it anyway."""
+    return os.access(folder, os.W_OK | os.X_OK) and bool(folder.stat().st_mode & stat.S_IWUSR)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

@@ -107,3 +107,21 @@ def test_temporaries_are_recognised_by_name_and_only_they_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [".dir.abcdefgh.dhfr-tmp", "model-7.state.pth", *(path.name for path in keep)])
     assert remove_stale_temporaries(tmp_path / "absent") == []
+
+
+def test_output_folder_problems_are_found_without_creating_anything(tmp_path):
+    from lib.io import output_folder_problem
+
+    (tmp_path / "file").write_text("x")
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        assert output_folder_problem(tmp_path / "file") == "exists and is not a folder"
+        assert output_folder_problem(read_only) == "folder is read-only (not writable)"
+        assert output_folder_problem(read_only / "a" / "b") == f"cannot be created: {read_only} is read-only (not writable)"
+        assert output_folder_problem(tmp_path / "file" / "out") == f"cannot be created: {tmp_path / 'file'} is not a folder"
+        assert output_folder_problem(tmp_path / "new" / "out") is None and output_folder_problem(tmp_path) is None
+    finally:
+        read_only.chmod(0o755)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "read-only"]

@@ -22,6 +22,6 @@ SAVE_DIR=${SAVE_DIR:-$SNAPSHOT_DIR/stage1/results/$(basename "$CHECKPOINT" .pth)
 echo "checkpoint: $CHECKPOINT" >&2
 echo "results: $SAVE_DIR" >&2
 
-exec "$PYTHON" pyscripts/benchmark/test_score.py --config "$CONFIG" --data-root "$DATAROOT" \
+exec "$PYTHON" pyscripts/benchmark/score_model.py --config "$CONFIG" --data-root "$DATAROOT" \
   --checkpoint "$CHECKPOINT" --save-dir "$SAVE_DIR" --protocol "$PROTOCOL" --device "$DEVICE" \
   --batch-size "${TEST_BATCH_SIZE:-8}" --num-workers "${TEST_NUM_WORKERS:-2}"

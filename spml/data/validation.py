@@ -18,6 +18,7 @@ from typing import NamedTuple
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from lib.cpus import available_cpus
 from lib.io import atomic_write_text
 from spml.data.errors import DataError, collect_repairs, log_repair_once
 from spml.data.image_io import read_depth, read_gray, read_rgb, read_scribble, size_repair
@@ -35,14 +36,6 @@ class SampleCheck(NamedTuple):
 
     problems: list[str]
     repairs: list[tuple[str, str]]
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def check_training_sample(sample: TrainSample) -> SampleCheck:

@@ -1,4 +1,4 @@
-"""pyscripts/benchmark/test_score.py and its launcher on a few real RGB-D samples (docs/method.md §5).
+"""pyscripts/benchmark/score_model.py and its launcher on a few real RGB-D samples (docs/method.md §5).
 
 The network has the deterministic weights of tests/deterministic_weights.py. Every image
 costs about a second on a CPU, so the data root holds three samples: two of DES (with GT)
@@ -115,7 +115,7 @@ def test_release_protocol_scores_224_maps_against_resized_ground_truth(
     repo_root: Path, data_root: Path, deterministic_checkpoint: Path, tmp_path: Path
 ) -> None:
     process = _run(
-        [sys.executable, "pyscripts/benchmark/test_score.py", "--data-root", str(data_root), "--checkpoint",
+        [sys.executable, "pyscripts/benchmark/score_model.py", "--data-root", str(data_root), "--checkpoint",
          str(deterministic_checkpoint), "--save-dir", str(tmp_path), "--protocol", "release", "--num-workers", "0"], repo_root,
     )
     assert process.returncode == 0, process.stderr
@@ -140,7 +140,7 @@ def test_a_checkpoint_that_does_not_fit_is_rejected_naming_the_entry(
     state["embedding_model"][entry] = state["embedding_model"][entry][..., :1]
     torch.save(state, tmp_path / "bad.pth")
     process = _run(
-        [sys.executable, "pyscripts/benchmark/test_score.py", "--data-root", str(data_root), "--checkpoint",
+        [sys.executable, "pyscripts/benchmark/score_model.py", "--data-root", str(data_root), "--checkpoint",
          str(tmp_path / "bad.pth"), "--save-dir", str(tmp_path / "out")], repo_root,
     )
     assert process.returncode != 0
