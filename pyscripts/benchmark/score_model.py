@@ -18,6 +18,7 @@ import sys, pathlib
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import argparse
+import shutil
 from pathlib import Path
 
 import torch
@@ -37,7 +38,7 @@ from spml.data.lists import TestSample, scan_test_sets
 from spml.evaluation.featvis import embedding_pca_rgb
 from spml.evaluation.inference import load_model, predict, resolve_device, saliency_to_uint8
 from spml.data.image_io import write_image
-from spml.evaluation.maps_io import image_size, read_ground_truth
+from spml.evaluation.maps_io import read_ground_truth
 from spml.evaluation.plots import plot_f_threshold_curves, plot_pr_curves
 from spml.evaluation.scores import PROTOCOLS, RELEASE, RELEASE_SIZE, SaliencyScores, ScoreCurves
 from spml.evaluation.tables import markdown_table, write_score_tables
@@ -89,7 +90,7 @@ def run_test_set(
     with logging_redirect_tqdm(), tqdm(total=len(samples), desc=name, unit="img") as progress:
         for batch, errors in loader:
             if errors:
-                raise DataError(errors[0])
+                raise DataError(f"test set {name}: {errors[0]}")
             log_item_repairs(batch["repairs"])
             saliency, embedding = predict(model, batch["image"], batch["depth"])
             featvis = embedding_pca_rgb(embedding, out_size=INPUT_SIZE)
@@ -99,7 +100,7 @@ def run_test_set(
                 if args.protocol == RELEASE:
                     size = (RELEASE_SIZE, RELEASE_SIZE)
                 else:
-                    size = gt.shape if gt is not None else image_size(sample.rgb)
+                    size = gt.shape if gt is not None else (int(batch["height"][k]), int(batch["width"][k]))
                 saliency_map = saliency_to_uint8(saliency[k], size)
                 map_name = f"{(sample.gt or sample.rgb).stem}.png"
                 write_image(saliency_map, args.save_dir / "results" / name / map_name)
@@ -108,6 +109,13 @@ def run_test_set(
                     scores.step(saliency_map, gt)
             progress.update(len(batch["index"]))
     return scores
+
+
+def report_missing_standard_sets(test_sets: dict[str, list[TestSample]], data_root: Path) -> None:
+    """Name the standard test sets that are absent, for a data root that holds some of them."""
+    missing = [name for name in TEST_SETS if name not in test_sets]
+    if missing and len(missing) < len(TEST_SETS):
+        print(f"standard test sets not found under {data_root} (skipped): {', '.join(missing)}")
 
 
 def report_outputs(all_scores: dict[str, dict], curves: dict[str, ScoreCurves], args: argparse.Namespace) -> None:
@@ -139,34 +147,33 @@ def main(argv: list[str] | None = None) -> int:
         if not test_sets:
             raise ValueError(f"--data-root {args.data_root}: no test set (a folder with RGB/ and depth/) "
                              f"under {args.data_root} or {args.data_root / 'sod' / 'Test'}")
+        report_missing_standard_sets(test_sets, args.data_root)
         args.device = resolve_device(args.device)
         model = load_model(args.checkpoint, args.device)
     except (CheckpointError, DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    missing = [name for name in TEST_SETS if name not in test_sets]
-    if missing and len(missing) < len(TEST_SETS):  # only for a root that holds standard sets
-        print(f"standard test sets not found under {args.data_root} (skipped): {', '.join(missing)}")
+    created = not args.save_dir.exists()
+    try:
+        score_test_sets(model, test_sets, args)
+    except (DataError, WriteError) as error:
+        if created:  # leave no partial results behind
+            shutil.rmtree(args.save_dir, ignore_errors=True)
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR if isinstance(error, DataError) else 1
+    return 0
+
+
+def score_test_sets(model: torch.nn.Module, test_sets: dict[str, list[TestSample]], args: argparse.Namespace) -> None:
+    """Maps, visualisations and scores of every set, then the tables and curves."""
     all_scores, curves = {}, {}
     for name, samples in test_sets.items():
-        try:
-            scores = run_test_set(model, name, samples, args)
-        except DataError as error:
-            print(f"error in test set {name}: {error}", file=sys.stderr)
-            return USAGE_ERROR
-        except WriteError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+        scores = run_test_set(model, name, samples, args)
         if scores is None:
             print(f"{name}: no ground truth for every image; maps and featvis written, not scored")
             continue
         all_scores[name], curves[name] = scores.results(), scores.curves()
-    try:
-        report_outputs(all_scores, curves, args)
-    except WriteError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    report_outputs(all_scores, curves, args)
 
 
 if __name__ == "__main__":
