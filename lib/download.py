@@ -1,4 +1,5 @@
-"""Fetching release files: HTTP(S) with resume, Google Drive via gdown, checked archive extraction.
+"""Fetching release files: HTTP(S) with resume, a local folder (or ``file://`` URL), Google Drive
+via gdown, checked archive extraction.
 
 These are the generic pieces; which file goes where is ``pyscripts/tools/download.py``'s
 business. A download always lands in a ``.part`` file beside its destination, which the
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shutil
 import stat
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from email.message import Message
@@ -127,6 +130,30 @@ def _write_body(response: HTTPResponse, part: Path, start: int, total: int | Non
         except (HTTPException, OSError):
             pass  # the connection broke: the size check of the caller reports it
         return file.tell()
+
+
+# --------------------------------------------------------------------------- local mirror
+
+def local_folder(mirror: str) -> Path | None:
+    """The folder a mirror names when it is a local path or a ``file://`` URL, else None."""
+    parsed = urllib.parse.urlparse(mirror)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme and not _WINDOWS_DRIVE.match(mirror):
+        return None
+    return Path(mirror).expanduser()
+
+
+def copy_download(source: Path, part: Path) -> None:
+    """Copy ``source`` (a file of a local mirror) into ``part``."""
+    if not source.is_file():
+        raise DownloadError(f"not found in the mirror folder: {source}")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copyfile(source, part)
+    except OSError as error:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"cannot copy {source}: {error.strerror}") from None
 
 
 # --------------------------------------------------------------------------- Google Drive

@@ -31,7 +31,8 @@ class WriteError(OSError):
         return f"cannot write {self.path}: {self.strerror}"
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read without changing it for good)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -58,7 +59,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.close(fd)
         tmp = Path(tmp_name)
         yield tmp
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the usual mode
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; give the usual mode
         os.replace(tmp, path)
     except WriteError:
         raise
