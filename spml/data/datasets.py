@@ -9,7 +9,6 @@ each epoch, so a run with the same seeds draws the same augmentations, and epoch
 """
 from __future__ import annotations
 
-import os
 import random
 from typing import Sequence
 
