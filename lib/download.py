@@ -25,11 +25,11 @@ import requests
 from gdown.exceptions import DownloadError as GdownError
 from tqdm import tqdm
 
+from lib.sniff import ZIP_MAGIC, looks_like_html, read_head
+
 CHUNK_SIZE = 1 << 20
-_HTML_STARTS = (b"<!doctype html", b"<html")
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-\d+|\*)/(\d+)")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 class DownloadError(RuntimeError):
@@ -41,21 +41,16 @@ def part_path(destination: Path) -> Path:
     return destination.with_name(destination.name + ".part")
 
 
-def _read_head(path: Path, size: int = 512) -> bytes:
-    with open(path, "rb") as file:
-        return file.read(size)
-
-
 def _starts_with(path: Path, magic: bytes) -> bool:
-    return _read_head(path, len(magic)) == magic
+    return read_head(path, len(magic)) == magic
 
 
 def sniff_content(path: Path) -> str | None:
     """What ``path`` obviously is instead of data (an empty file, an HTML page), or None."""
-    head = _read_head(path)
+    head = read_head(path)
     if not head:
         return "got an empty file"
-    if head.lstrip().lower().startswith(_HTML_STARTS):
+    if looks_like_html(head):
         return "got an HTML page (Google Drive warning?)"
     return None
 
@@ -181,7 +176,7 @@ def check_archive(path: Path) -> None:
         raise DownloadError(problem)
     if zipfile.is_zipfile(path):
         _check_zip(path)
-    elif _starts_with(path, _ZIP_MAGIC):
+    elif _starts_with(path, ZIP_MAGIC):
         raise DownloadError("incomplete zip archive: no central directory (truncated?)")
     elif tarfile.is_tarfile(path):
         _check_tar(path)

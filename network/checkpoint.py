@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from lib.io import atomic_torch_save
+from lib.sniff import ZIP_MAGIC, looks_like_html, read_head
 
 RELEASE_KEY = "embedding_model"
 IMAGENET_KEY = "model"
@@ -128,8 +129,7 @@ def read_torch_file(path: str | os.PathLike, required_keys: Collection[str] = ()
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     try:
-        with open(path, "rb") as file:
-            head = file.read(_HEAD_BYTES)
+        head = read_head(path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint file not found") from None
     except OSError as error:
@@ -166,18 +166,15 @@ def describe_layout(checkpoint: Mapping) -> str:
     return f"a dict with keys {sorted(map(str, checkpoint))[:5]}"
 
 
-_HEAD_BYTES = 512
-_ZIP_MAGIC = b"PK\x03\x04"
-_HTML_STARTS = (b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")
 
 
 def _sniff(path: Path, head: bytes) -> str | None:
     """What the file obviously is instead of a checkpoint, from its first bytes, or None."""
     if not head:
         return "empty file (0 bytes): an interrupted download or write?"
-    if head.lstrip().lower().startswith(_HTML_STARTS):
+    if looks_like_html(head):
         return "an HTML page, not a checkpoint (a download that fetched a web page, e.g. Google Drive's warning?)"
-    if head.startswith(_ZIP_MAGIC):
+    if head.startswith(ZIP_MAGIC):
         if not zipfile.is_zipfile(path):
             size = path.stat().st_size
             return f"truncated zip/torch archive ({size} bytes, no zip directory at its end: an interrupted download or write?)"
@@ -196,7 +193,7 @@ def _describe_load_failure(path: Path, head: bytes, error: Exception) -> str:
         if found:
             return f"holds Python objects other than tensors and plain containers (e.g. {found.group(1)}); refused"
         return "not a torch checkpoint (a pickle that torch's safe loader cannot read)"
-    if head.startswith(_ZIP_MAGIC):
+    if head.startswith(ZIP_MAGIC):
         with contextlib.suppress(zipfile.BadZipFile, OSError):
             with zipfile.ZipFile(path) as archive:
                 if not any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist()):
