@@ -129,6 +129,8 @@ def test_bad_input_stops_with_one_line_exit_2_and_writes_nothing(
         "no-pairs": ((rgb_dir, no_images, out), f"no RGB/depth pairs found"),
         "file-and-folder": ((rgb_dir / "wide.jpg", depth_dir, out), "must both be image files or both folders"),
     }
+    if not torch.cuda.is_available():
+        cases["no-cuda"] = ((rgb_dir, depth_dir, out, "--device", "cuda"), "--device 'cuda': CUDA is not available")
     for name, (path, expected) in _corrupt_checkpoints(tmp_path, deterministic_checkpoint).items():
         cases[f"checkpoint-{name}"] = ((rgb_dir, depth_dir, out, "--checkpoint", str(path)), expected, str(path))
     before = _tree(tmp_path)
