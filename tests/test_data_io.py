@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 from spml.data import DataError
-from spml.data.datasets import read_scribble
-from spml.data.image_io import read_depth, read_gray, read_rgb
+from spml.data.image_io import read_depth, read_gray, read_rgb, read_scribble
 
 
 def test_16bit_depth_is_min_max_scaled_not_clipped(shared_data_dir, caplog):

@@ -19,8 +19,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from network.sfnet import INPUT_SIZE
 from spml.data.errors import DataError, collect_repairs, log_repair_once
-from spml.data.image_io import (SCRIBBLE_LABELS, match_size, read_depth, read_gray, read_rgb,  # noqa: F401
-                                read_scribble)
+from spml.data.image_io import match_size, read_depth, read_gray, read_rgb, read_scribble
 from spml.data.lists import TestSample, TrainSample
 from spml.data.transforms import eval_inputs, train_sample
 
