@@ -6,7 +6,7 @@
 #   OUT_DIR  output folder                                 (default: snapshots/comparison)
 # Example, the released maps against one's own test-score maps:
 #   bash bashscripts/compare_methods.sh --method DHFR-release=snapshots/released_results \
-#     --method mine=snapshots/.../stage1/results/model-109249_field/results
+#     --method mine=results/<run folder name>/model-109249_field/results
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}

@@ -1,4 +1,5 @@
-"""Fetching release files: HTTP(S) with resume, Google Drive via gdown, checked archive extraction.
+"""Fetching release files: HTTP(S) with resume, a local folder (or ``file://`` URL), Google Drive
+via gdown, checked archive extraction.
 
 These are the generic pieces; which file goes where is ``pyscripts/tools/download.py``'s
 business. A download always lands in a ``.part`` file beside its destination, which the
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shutil
 import stat
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from email.message import Message
@@ -22,11 +25,11 @@ import requests
 from gdown.exceptions import DownloadError as GdownError
 from tqdm import tqdm
 
+from lib.sniff import ZIP_MAGIC, looks_like_html, read_head
+
 CHUNK_SIZE = 1 << 20
-_HTML_STARTS = (b"<!doctype html", b"<html")
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-\d+|\*)/(\d+)")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 class DownloadError(RuntimeError):
@@ -38,21 +41,16 @@ def part_path(destination: Path) -> Path:
     return destination.with_name(destination.name + ".part")
 
 
-def _read_head(path: Path, size: int = 512) -> bytes:
-    with open(path, "rb") as file:
-        return file.read(size)
-
-
 def _starts_with(path: Path, magic: bytes) -> bool:
-    return _read_head(path, len(magic)) == magic
+    return read_head(path, len(magic)) == magic
 
 
 def sniff_content(path: Path) -> str | None:
     """What ``path`` obviously is instead of data (an empty file, an HTML page), or None."""
-    head = _read_head(path)
+    head = read_head(path)
     if not head:
         return "got an empty file"
-    if head.lstrip().lower().startswith(_HTML_STARTS):
+    if looks_like_html(head):
         return "got an HTML page (Google Drive warning?)"
     return None
 
@@ -129,6 +127,30 @@ def _write_body(response: HTTPResponse, part: Path, start: int, total: int | Non
         return file.tell()
 
 
+# --------------------------------------------------------------------------- local mirror
+
+def local_folder(mirror: str) -> Path | None:
+    """The folder a mirror names when it is a local path or a ``file://`` URL, else None."""
+    parsed = urllib.parse.urlparse(mirror)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme and not _WINDOWS_DRIVE.match(mirror):
+        return None
+    return Path(mirror).expanduser()
+
+
+def copy_download(source: Path, part: Path) -> None:
+    """Copy ``source`` (a file of a local mirror) into ``part``."""
+    if not source.is_file():
+        raise DownloadError(f"not found in the mirror folder: {source}")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copyfile(source, part)
+    except OSError as error:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"cannot copy {source}: {error.strerror}") from None
+
+
 # --------------------------------------------------------------------------- Google Drive
 
 def gdrive_download(file_id: str, part: Path) -> None:
@@ -154,7 +176,7 @@ def check_archive(path: Path) -> None:
         raise DownloadError(problem)
     if zipfile.is_zipfile(path):
         _check_zip(path)
-    elif _starts_with(path, _ZIP_MAGIC):
+    elif _starts_with(path, ZIP_MAGIC):
         raise DownloadError("incomplete zip archive: no central directory (truncated?)")
     elif tarfile.is_tarfile(path):
         _check_tar(path)

@@ -9,19 +9,23 @@ from network.checkpoint import (
     imagenet_source_key,
     init_from_imagenet,
     load_checkpoint,
+    read_torch_file,
     save_checkpoint,
 )
 from network.model import EmbeddingModel, build_model
 from network.precision import set_float32_precision
+from network.sfnet import INPUT_SIZE
 
 set_float32_precision("fp32")
 
 __all__ = [
     "CheckpointError",
     "EmbeddingModel",
+    "INPUT_SIZE",
     "build_model",
     "imagenet_source_key",
     "init_from_imagenet",
     "load_checkpoint",
+    "read_torch_file",
     "save_checkpoint",
 ]

@@ -4,7 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from network import CheckpointError, build_model, imagenet_source_key, init_from_imagenet, load_checkpoint
+import pickle
+import zipfile
+
+from network import (CheckpointError, build_model, imagenet_source_key, init_from_imagenet, load_checkpoint,
+                     read_torch_file)
 from reference_tables import parse_shape, read_tsv
 
 
@@ -71,24 +75,86 @@ def test_mis_shaped_entry_is_named(model, state):
         load_checkpoint(model, state)
 
 
-def test_html_page_is_not_a_checkpoint(model, tmp_path):
+def _whole(tmp_path, **kwargs) -> bytes:
+    path = tmp_path / "whole.pth"
+    torch.save({"embedding_model": {"w": torch.zeros(1000)}}, path, **kwargs)
+    return path.read_bytes()
+
+
+CORRUPTIONS = {
+    "html": (lambda tmp: b"<!DOCTYPE html><html><body>Google Drive - Virus scan warning</body></html>",
+             "an HTML page"),
+    "empty": (lambda tmp: b"", "empty file (0 bytes)"),
+    "truncated-zip": (lambda tmp: _whole(tmp)[:2000], "truncated zip/torch archive"),
+    "truncated-legacy": (lambda tmp: _whole(tmp, _use_new_zipfile_serialization=False)[:3000],
+                         "truncated torch file"),
+    "text": (lambda tmp: b"hello world\n", "not a torch file (it starts with b'hello world"),
+    "plain-pickle": (lambda tmp: pickle.dumps({"a": 1}, protocol=4), "not a torch checkpoint"),
+    "other-zip": (lambda tmp: _zip_bytes(tmp), "a zip archive, but not a torch file"),
+}
+
+
+def _zip_bytes(tmp_path) -> bytes:
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", list(CORRUPTIONS))
+@pytest.mark.parametrize("reader", ["release", "imagenet", "state"])
+def test_a_corrupt_file_gives_one_line_naming_it_and_what_it_looks_like(model, tmp_path, kind, reader):
+    make, expected = CORRUPTIONS[kind]
     path = tmp_path / "model-109249.pth"
-    path.write_text("<!DOCTYPE html><html><body>Google Drive - Virus scan warning</body></html>")
-    with pytest.raises(CheckpointError, match=rf"{path}: not a readable torch checkpoint"):
+    path.write_bytes(make(tmp_path))
+    read = {"release": lambda: load_checkpoint(model, path), "imagenet": lambda: init_from_imagenet(model, path),
+            "state": lambda: read_torch_file(path, required_keys=("optimizer",))}[reader]
+    with pytest.raises(CheckpointError) as caught:
+        read()
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and expected in message
+    assert "\n" not in message and "weights_only" not in message
+    assert caught.value.__cause__ is None
+
+
+def test_objects_other_than_tensors_are_refused_in_one_line(tmp_path):
+    path = tmp_path / "objects.pth"
+    torch.save({"args": __import__("argparse").Namespace(lr=1)}, path)
+    with pytest.raises(CheckpointError, match=r"objects\.pth: holds Python objects other than tensors.*Namespace") as caught:
+        read_torch_file(path)
+    assert "\n" not in str(caught.value) and "weights_only" not in str(caught.value)
+
+
+def test_a_checkpoint_of_another_kind_is_named(model, tmp_path, state):
+    release, imagenet, state_file = tmp_path / "release.pth", tmp_path / "imagenet.pth", tmp_path / "s.pth"
+    torch.save({"embedding_model": state}, release)
+    torch.save({"model": {"layers.0.w": torch.zeros(1)}}, imagenet)
+    torch.save({"iteration": 3, "optimizer": {}, "memory_bank": []}, state_file)
+    with pytest.raises(CheckpointError, match=r"imagenet\.pth: expected a DHFR model checkpoint, found ImageNet weights"):
+        load_checkpoint(model, imagenet)
+    with pytest.raises(CheckpointError, match=r"s\.pth: expected a DHFR model checkpoint, found a training state file"):
+        load_checkpoint(model, state_file)
+    with pytest.raises(CheckpointError, match=r"release\.pth: expected ImageNet weights, found a DHFR model checkpoint"):
+        init_from_imagenet(model, release)
+    with pytest.raises(CheckpointError, match=r"release\.pth: lacks 'optimizer', 'iteration'; it looks like a DHFR model"):
+        read_torch_file(release, required_keys=("optimizer", "iteration"))
+    assert read_torch_file(state_file, required_keys=("optimizer", "iteration"))["iteration"] == 3
+
+
+def test_a_model_of_other_entries_gets_a_summary_of_missing_and_unexpected(model, tmp_path, state):
+    state = {f"other.{name}": value for name, value in list(state.items())[:5]}
+    path = tmp_path / "other-model.pth"
+    torch.save({"embedding_model": state}, path)
+    with pytest.raises(CheckpointError, match=r"not a checkpoint of this model: missing entry .* missing in all\); "
+                                              r"unexpected entry 'other\..*' \(5 unexpected in all\)"):
         load_checkpoint(model, path)
 
 
-def test_truncated_file_is_not_a_checkpoint(model, tmp_path):
-    whole, path = tmp_path / "whole.pth", tmp_path / "truncated.pth"
-    torch.save({"embedding_model": {"w": torch.zeros(1000)}}, whole)
-    path.write_bytes(whole.read_bytes()[:2000])
-    with pytest.raises(CheckpointError, match=rf"{path}: not a readable torch checkpoint"):
-        load_checkpoint(model, path)
-
-
-def test_missing_file_is_named(model, tmp_path):
+def test_missing_file_and_folder_are_named(model, tmp_path):
     with pytest.raises(CheckpointError, match=rf"{tmp_path / 'absent.pth'}: checkpoint file not found"):
         load_checkpoint(model, tmp_path / "absent.pth")
+    with pytest.raises(CheckpointError, match=rf"{tmp_path}: is a folder"):
+        read_torch_file(tmp_path)
 
 
 def test_imagenet_map_equals_reference(model, reference_dir):

@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 from spml.data import DataError
-from spml.data.datasets import read_scribble
-from spml.data.image_io import read_depth, read_gray, read_rgb
+from spml.data.image_io import read_depth, read_gray, read_rgb, read_scribble
 
 
 def test_16bit_depth_is_min_max_scaled_not_clipped(shared_data_dir, caplog):
@@ -60,3 +59,62 @@ def test_scribble_values_other_than_0_1_2_raise_naming_the_file(tmp_path):
         read_scribble(path)
     Image.fromarray(np.array([[0, 1], [2, 2]], np.uint8)).save(path)
     assert set(np.unique(read_scribble(path))) == {0, 1, 2}
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_a_huge_image_is_one_line_naming_its_size(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header_only(15000, 12500))
+    with pytest.raises(DataError) as caught:
+        read_rgb(path)
+    assert str(caught.value) == (f"image too large: {path} (15000x12500 pixels, over PIL's limit of 179 Mpixels "
+                                 "against decompression bombs)")
+
+
+def test_large_images_can_be_allowed(tmp_path, monkeypatch):
+    from spml.data.image_io import allow_large_images
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(path)
+    with pytest.raises(DataError, match="image too large"):
+        read_gray(path)
+    allow_large_images()
+    assert read_gray(path).shape == (20, 20)
+
+
+def test_the_test_dataset_keeps_errors_and_hands_repairs_to_the_main_process(tmp_path, caplog):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from spml.data.datasets import RGBDTestDataset, collate_test_items, log_item_repairs
+    from spml.data.lists import TestSample
+
+    for name, size in (("a", (30, 40)), ("b", (15, 20))):
+        Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / f"{name}.jpg")
+        Image.fromarray(np.zeros(size, np.uint8)).save(tmp_path / f"{name}.png")
+    (tmp_path / "c.png").write_bytes(b"broken")
+    samples = [TestSample(tmp_path / f"{name}.jpg", tmp_path / f"{name}.png", None) for name in ("a", "b")]
+    samples.append(TestSample(tmp_path / "a.jpg", tmp_path / "c.png", None))
+    dataset = RGBDTestDataset(samples, keep_errors=True)
+    with caplog.at_level(logging.WARNING, logger="spml.data"):
+        batch, errors = next(iter(DataLoader(dataset, batch_size=3, num_workers=1, collate_fn=collate_test_items)))
+        assert not caplog.records  # the worker did not log
+        log_item_repairs(batch["repairs"])
+        log_item_repairs(batch["repairs"])
+    assert batch["index"].tolist() == [0, 1] and batch["height"].tolist() == [30, 30]
+    assert batch["image"].shape == (2, 3, 224, 224) and batch["image"].dtype == torch.float32
+    assert len(errors) == 1 and "c.png" in errors[0]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path / 'b.png'}: size 20x15 differs from the RGB size 40x30; both are resized to 224x224"]
+    with pytest.raises(DataError, match="c.png"):
+        RGBDTestDataset(samples)[2]

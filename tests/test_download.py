@@ -315,3 +315,36 @@ def test_results_land_through_the_shell_launcher(tmp_path, mirror, repo_root):
     assert finished.stdout.startswith("results: downloaded")
     assert _tree(root / "snapshots") == ["released_results", "released_results/NJU2K",
                                          "released_results/NJU2K/a.png"]
+
+
+# --------------------------------------------------------------------------- local mirrors, modes
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["folder", "file-url"])
+def test_a_local_folder_or_file_url_is_a_mirror(tmp_path, release_checkpoint, as_url, capsys):
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    (folder / "model-109249.pth").write_bytes(release_checkpoint.read_bytes())
+    mirror = folder.as_uri() if as_url else str(folder)
+    root = tmp_path / "root"
+    assert download.main(["model", "--mirror", mirror, "--root", str(root)]) == 0
+    assert download.Layout(root).model.read_bytes() == release_checkpoint.read_bytes()
+    assert download.main(["localvit", "--mirror", mirror, "--root", str(root)]) == 1
+    failure = capsys.readouterr().err.strip().splitlines()
+    assert failure == [f"localvit: FAILED: not found in the mirror folder: {folder / 'localvit_swin.pth'}"]
+    assert not download.Layout(root).localvit.parent.exists()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o027, 0o750)])
+def test_created_folders_follow_the_umask(tmp_path, umask, mode):
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    _zip(folder / "results.zip", {"NJU2K/a.png": _image(".png")})  # no wrapper: the scratch folder is placed
+    root = tmp_path / "root"
+    old = os.umask(umask)
+    try:
+        assert download.main(["results", "--mirror", str(folder), "--root", str(root)]) == 0
+    finally:
+        os.umask(old)
+    results = download.Layout(root).results
+    for path in (results, results / "NJU2K", results.parent):
+        assert path.stat().st_mode & 0o777 == mode, path

@@ -122,7 +122,8 @@ def test_test_score_reads_the_run_and_writes_nothing(tmp_path):
     before = sorted(tmp_path.rglob("*"))
     run = prepare_test_score({"SNAPSHOT_DIR": str(tmp_path)})
     assert run.config == tmp_path / CONFIG_NAME and run.checkpoint == tmp_path / "stage1" / "model-11.pth"
-    assert (run.protocol, run.save_dir) == ("release", tmp_path / "stage1" / "results" / "model-11_release")
+    assert (run.protocol, run.save_dir) == ("release", Path("results") / tmp_path.name / "model-11_release")
+    assert tmp_path not in run.save_dir.resolve().parents, "test score never writes into the run folder"
     assert sorted(tmp_path.rglob("*")) == before
     with pytest.raises(SettingsError, match="no checkpoint"):
         prepare_test_score({"SNAPSHOT_DIR": str(tmp_path / "empty")})

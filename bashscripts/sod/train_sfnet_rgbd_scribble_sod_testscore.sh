@@ -4,7 +4,7 @@
 # The run is SNAPSHOT_DIR (default: the folder the training launcher names after the same
 # settings); its config_sod_emb.yaml is read, never written. Environment:
 #   CHECKPOINT  checkpoint in the release layout (default: the run's newest stage1/model-<iter>.pth)
-#   SAVE_DIR    output folder (default: <run>/stage1/results/<checkpoint name>_<protocol>)
+#   SAVE_DIR    output folder (default: results/<run folder name>/<checkpoint name>_<protocol>)
 #   PROTOCOL    field (scores at the ground truth's resolution) | release (224x224); default: the config's
 #   DATAROOT, TEST_BATCH_SIZE, TEST_NUM_WORKERS (default: the config's)
 set -euo pipefail

@@ -10,7 +10,8 @@ Items (default: all of them), placed under ``--root`` (default: the repository r
 - ``results``: the released saliency maps -> ``snapshots/released_results/``
 
 Files come from Google Drive (gdown) or, with ``--mirror URL`` / ``$DHFR_MIRROR``, from
-``URL/localvit_swin.pth``, ``URL/model-109249.pth``, ``URL/dataset.zip``, ``URL/results.zip``.
+``URL/localvit_swin.pth``, ``URL/model-109249.pth``, ``URL/dataset.zip``, ``URL/results.zip``;
+``URL`` may be HTTP(S), a ``file://`` URL or a local folder. Created folders follow the umask.
 Every file is verified before it is put in place (checkpoints must load into the network,
 archives must be complete and stay inside their folder); an item already in place and valid
 is skipped. Exit status 0 only when every requested item is in place; otherwise one line per
@@ -33,8 +34,9 @@ from typing import Callable, Iterator
 from torch import nn
 
 import network
-from lib.download import (DownloadError, extract_archive, gdrive_download, http_download, part_path,
-                          sniff_content)
+from lib.io import current_umask
+from lib.download import (DownloadError, copy_download, extract_archive, gdrive_download, http_download,
+                          local_folder, part_path, sniff_content)
 from spml.config import TEST_SETS, default_config, save_config
 from spml.training.layout import CONFIG_NAME, IMAGENET_WEIGHTS, release_checkpoint, release_snapshot_dir
 from spml.data import DataError
@@ -79,10 +81,12 @@ class Source:
     mirror_name: str
 
     def fetch(self, part: Path, mirror: str | None) -> None:
-        if mirror:
-            http_download(f"{mirror.rstrip('/')}/{self.mirror_name}", part)
-        else:
+        if not mirror:
             gdrive_download(self.gdrive_id, part)
+        elif (folder := local_folder(mirror)) is not None:
+            copy_download(folder / self.mirror_name, part)
+        else:
+            http_download(f"{mirror.rstrip('/')}/{self.mirror_name}", part)
 
 
 SOURCES = {
@@ -202,6 +206,7 @@ def install_archive(destination: Path, source: Source, mirror: str | None,
                 part.unlink()
                 raise
             os.rename(content, destination)
+            os.chmod(destination, 0o777 & ~current_umask())  # the scratch folder was made 0700
         part.unlink()
     return f"downloaded, verified and unpacked: {destination}"
 
@@ -281,7 +286,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("items", nargs="*", metavar="ITEM",
                         help=f"what to download, any of {', '.join(ITEMS)} (default: all)")
     parser.add_argument("--mirror", default=os.environ.get(MIRROR_ENV) or None,
-                        help=f"fetch over HTTP(S) from this URL instead of Google Drive (default: ${MIRROR_ENV})")
+                        help=f"fetch from this HTTP(S) URL, file:// URL or local folder instead of Google Drive "
+                             f"(default: ${MIRROR_ENV})")
     parser.add_argument("--root", type=Path, default=REPO_ROOT,
                         help="place everything under this folder (default: the repository root)")
     args = parser.parse_args(argv)

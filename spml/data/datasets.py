@@ -9,46 +9,25 @@ each epoch, so a run with the same seeds draws the same augmentations, and epoch
 """
 from __future__ import annotations
 
-import os
 import random
 from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from spml.data.errors import DataError, log_repair_once
-from spml.data.image_io import read_depth, read_gray, read_rgb
+from network.sfnet import INPUT_SIZE
+from spml.data.errors import DataError, collect_repairs, log_repair_once
+from spml.data.image_io import match_size, read_depth, read_gray, read_rgb, read_scribble
 from spml.data.lists import TestSample, TrainSample
 from spml.data.transforms import eval_inputs, train_sample
-
-SCRIBBLE_LABELS = (0, 1, 2)
-
-
-def read_scribble(path: str | os.PathLike) -> np.ndarray:
-    """HxW uint8 scribble labels; any value other than 0/1/2 raises DataError naming the file."""
-    scribble = read_gray(path)
-    bad_values = np.setdiff1d(np.unique(scribble), SCRIBBLE_LABELS)
-    if bad_values.size:
-        raise DataError(f"scribble file {path} has values other than 0/1/2: {bad_values[:10].tolist()}")
-    return scribble
-
-
-def match_size(image_u8: np.ndarray, height: int, width: int, resample: Image.Resampling,
-               path: str | os.PathLike) -> np.ndarray:
-    """Resize a map to the RGB image's size (docs/method.md §3.1 repair, logged once per file)."""
-    if image_u8.shape[:2] == (height, width):
-        return image_u8
-    log_repair_once(path, f"size {image_u8.shape[1]}x{image_u8.shape[0]} resized to the RGB size {width}x{height}")
-    return np.asarray(Image.fromarray(image_u8).resize((width, height), resample))
-
 
 class ScribbleTrainDataset(Dataset):
     """Training samples after docs/method.md §3.2; items are dicts of ``image``, ``depth``,
     ``semantic_label``, ``instance_label``, ``contour_sum_label`` and ``name`` (the RGB stem)."""
 
-    def __init__(self, samples: Sequence[TrainSample], crop_size: int = 224, seed: int = 0) -> None:
+    def __init__(self, samples: Sequence[TrainSample], crop_size: int = INPUT_SIZE, seed: int = 0) -> None:
         if not samples:
             raise DataError("ScribbleTrainDataset: no training samples")
         self.samples = list(samples)
@@ -79,22 +58,59 @@ class ScribbleTrainDataset(Dataset):
 
 
 class RGBDTestDataset(Dataset):
-    """Test images after docs/method.md §3.3; items are dicts of ``image``, ``depth``, ``name`` (stem)
-    and ``index`` (position in ``samples``, whose ``gt`` keeps the original resolution)."""
+    """Test images after docs/method.md §3.3, for the test score and for predictions.
 
-    def __init__(self, samples: Sequence[TestSample], size: int = 224) -> None:
+    Items are dicts of ``image``, ``depth`` (network inputs of ``size``), ``name`` (RGB stem),
+    ``index`` (position in ``samples``, whose ``gt`` keeps the original resolution), ``height``
+    and ``width`` (of the RGB image) and ``repairs``: the repairs made while reading, one
+    ``path<TAB>repair`` per line, for the main process to log (:func:`log_item_repairs`), so
+    that loader processes do not write into its progress bar. With ``keep_errors`` an
+    unreadable pair gives ``{"index", "error"}`` instead of raising; batch such items with
+    :func:`collate_test_items`.
+    """
+
+    def __init__(self, samples: Sequence[TestSample], size: int = INPUT_SIZE, keep_errors: bool = False) -> None:
         if not samples:
             raise DataError("RGBDTestDataset: no test samples")
         self.samples = list(samples)
         self.size = size
+        self.keep_errors = keep_errors
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | int]:
         sample = self.samples[index]
-        image, depth = eval_inputs(read_rgb(sample.rgb), read_depth(sample.depth), self.size)
-        return {"image": image, "depth": depth, "name": sample.rgb.stem, "index": index}
+        with collect_repairs() as repairs:
+            try:
+                rgb, depth = read_rgb(sample.rgb), read_depth(sample.depth)
+            except DataError as error:
+                if self.keep_errors:
+                    return {"index": index, "error": str(error)}
+                raise
+            height, width = rgb.shape[:2]
+            if depth.shape != (height, width):
+                log_repair_once(sample.depth, f"size {depth.shape[1]}x{depth.shape[0]} differs from the RGB size "
+                                              f"{width}x{height}; both are resized to {self.size}x{self.size}")
+            image, depth_input = eval_inputs(rgb, depth, self.size)
+        return {"image": image, "depth": depth_input, "name": sample.rgb.stem, "index": index,
+                "height": height, "width": width, "repairs": "\n".join(f"{path}\t{text}" for path, text in repairs)}
+
+
+def collate_test_items(items: list[dict]) -> tuple[dict | None, list[str]]:
+    """Batch the readable items of :class:`RGBDTestDataset` (None if there are none) and
+    return the errors of the others beside the batch."""
+    readable = [item for item in items if "error" not in item]
+    errors = [item["error"] for item in items if "error" in item]
+    return (default_collate(readable) if readable else None), errors
+
+
+def log_item_repairs(repairs: Sequence[str]) -> None:
+    """Log (once per file) the ``repairs`` fields of a batch of :class:`RGBDTestDataset` items."""
+    for lines in repairs:
+        for line in filter(None, lines.split("\n")):
+            path, text = line.split("\t", 1)
+            log_repair_once(path, text)
 
 
 def seed_worker(worker_id: int) -> None:

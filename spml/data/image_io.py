@@ -1,12 +1,15 @@
-"""Reading RGB, depth and grey label images as uint8 arrays (docs/method.md §3.1, §3.2), and writing them.
+"""Reading RGB, depth, scribble and grey label images as uint8 arrays (docs/method.md §3.1, §3.2), and writing them.
 
 Depth files may be 16-bit (or 32-bit integer / float): they are min-max scaled per image
-to 0..255 instead of being clipped by an 8-bit conversion, and the repair is logged once
-per file. Any file that is missing or not an image raises :class:`DataError` naming it.
+to 0..255 instead of being clipped by an 8-bit conversion; maps whose size differs from
+the RGB image are resized to it. Both repairs are logged once per file. Any file that is
+missing, not an image, or larger than PIL's decompression-bomb limit (unless
+:func:`allow_large_images` was called) raises :class:`DataError` naming it.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import cv2
@@ -17,18 +20,44 @@ from lib.io import atomic_path
 from spml.data.errors import DataError, log_repair_once
 
 _WIDE_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+SCRIBBLE_LABELS = (0, 1, 2)
+
+
+def allow_large_images() -> None:
+    """Read images of any size (PIL refuses those over about 179 Mpixels as decompression bombs)."""
+    Image.MAX_IMAGE_PIXELS = None
 
 
 def _open(path: str | os.PathLike) -> Image.Image:
     """Open and decode an image fully, turning every failure into a one-line DataError."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return image
     except FileNotFoundError:
         raise DataError(f"missing image file: {path}") from None
+    except Image.DecompressionBombError:
+        raise DataError(f"image too large: {path} ({_pixel_count(path)}, over PIL's limit of "
+                        f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpixels against decompression bombs)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"unreadable image file: {path} ({error})") from None
+        reason = " ".join(str(error).split())
+        raise DataError(f"unreadable image file: {path} ({reason})") from None
+
+
+def _pixel_count(path: str | os.PathLike) -> str:
+    """``W x H pixels`` of an image too large to open normally, from its header."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError):
+        return "size unknown"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return f"{width}x{height} pixels"
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -57,6 +86,32 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
         log_repair_once(path, f"{image.mode} depth min-max scaled to 0..255")
         return scale_to_uint8(np.asarray(image))
     return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def read_scribble(path: str | os.PathLike) -> np.ndarray:
+    """HxW uint8 scribble labels; any value other than 0/1/2 raises DataError naming the file."""
+    scribble = read_gray(path)
+    bad_values = np.setdiff1d(np.unique(scribble), SCRIBBLE_LABELS)
+    if bad_values.size:
+        raise DataError(f"scribble file {path} has values other than 0/1/2: {bad_values[:10].tolist()}")
+    return scribble
+
+
+def size_repair(shape: tuple[int, ...], height: int, width: int) -> str | None:
+    """The repair a map of ``shape`` needs to match an RGB image of ``height`` x ``width``, or None."""
+    if tuple(shape[:2]) == (height, width):
+        return None
+    return f"size {shape[1]}x{shape[0]} resized to the RGB size {width}x{height}"
+
+
+def match_size(image_u8: np.ndarray, height: int, width: int, resample: Image.Resampling,
+               path: str | os.PathLike) -> np.ndarray:
+    """Resize a map to the RGB image's size (docs/method.md §3.1 repair, logged once per file)."""
+    repair = size_repair(image_u8.shape, height, width)
+    if repair is None:
+        return image_u8
+    log_repair_once(path, repair)
+    return np.asarray(Image.fromarray(image_u8).resize((width, height), resample))
 
 
 def write_image(image: np.ndarray, path: str | os.PathLike, params: Sequence[int] = ()) -> None:

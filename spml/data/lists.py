@@ -149,6 +149,23 @@ def pair_by_stem(folders: dict[str, Path]) -> tuple[list[dict[str, Path]], list[
     return [{role: indexes[role][stem] for role in folders} for stem in sorted(paired)], unpaired
 
 
+def pair_inputs(rgb: Path, depth: Path) -> tuple[list[TestSample], list[Path]]:
+    """Test samples (without ground truth) of two image files, or of two folders paired by
+    stem, and the unpaired files; no pair at all raises DataError saying where it looked."""
+    if rgb.is_file() and depth.is_file():
+        return [TestSample(rgb, depth, None)], []
+    if not (rgb.is_dir() and depth.is_dir()):
+        problems = [f"{flag} {path} " + ("is a folder" if path.is_dir() else "is a file" if path.exists()
+                                         else "does not exist") for flag, path in (("--rgb", rgb), ("--depth", depth))]
+        raise DataError(f"--rgb and --depth must both be image files or both folders: {'; '.join(problems)}")
+    paired, unpaired = pair_by_stem({"rgb": rgb, "depth": depth})
+    if not paired:
+        counts = {role: len(_index_folder(folder)) for role, folder in (("RGB", rgb), ("depth", depth))}
+        raise DataError(f"no RGB/depth pairs found (images paired by file stem): {rgb} holds {counts['RGB']} "
+                        f"image(s), {depth} holds {counts['depth']}")
+    return [TestSample(files["rgb"], files["depth"], None) for files in paired], unpaired
+
+
 def _pair_and_warn(folders: dict[str, Path], where: Path) -> list[dict[str, Path]]:
     """:func:`pair_by_stem`, logging a warning that lists the skipped unpaired stems."""
     paired, unpaired = pair_by_stem(folders)

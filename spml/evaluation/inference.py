@@ -17,20 +17,27 @@ from network import build_model, load_checkpoint
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``name`` as a device (default: CUDA when present, else CPU); an unavailable CUDA is an error."""
-    device = torch.device(name if name else ("cuda" if torch.cuda.is_available() else "cpu"))
+    """``name`` (cpu, cuda, cuda:N) as a device (default: CUDA when present, else CPU); a
+    malformed name or a CUDA device that is not there raises ValueError naming ``--device``."""
+    try:
+        device = torch.device(name if name else ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise ValueError(f"--device {name!r}: expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: expected cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{name}' was requested but CUDA is not available")
+        raise ValueError(f"--device {name!r}: CUDA is not available on this machine (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
 def load_model(checkpoint: str | os.PathLike, device: torch.device) -> nn.Module:
     """The network with ``checkpoint`` loaded strictly (release layout), in eval mode on ``device``.
 
-    Raises ``network.CheckpointError`` (naming the entry) for a checkpoint that does not fit.
+    Raises ``network.CheckpointError`` (one line naming the file and what is wrong with it)
+    for a checkpoint that is missing, corrupt or of another model.
     """
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     model = build_model()
     load_checkpoint(model, checkpoint)
     return model.to(device).eval()

@@ -10,7 +10,6 @@ import os
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from spml.data.errors import DataError
 
@@ -22,12 +21,3 @@ def read_ground_truth(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"missing or unreadable ground-truth file: {path}")
     return gt
 
-
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(height, width) of an image file, from its header only."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, UnidentifiedImageError) as error:
-        raise DataError(f"unreadable image file: {path} ({error})") from None
-    return height, width

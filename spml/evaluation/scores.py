@@ -32,10 +32,12 @@ import numpy as np
 import py_sod_metrics
 from PIL import Image
 
+from network.sfnet import INPUT_SIZE
+
 FIELD = "field"
 RELEASE = "release"
 PROTOCOLS = (FIELD, RELEASE)
-RELEASE_SIZE = 224
+RELEASE_SIZE = INPUT_SIZE  # the release scores maps at the network's input size
 SCORE_KEYS = ("S", "maxF", "meanF", "adpF", "maxE", "meanE", "adpE", "wF", "MAE", "n")
 
 

@@ -23,6 +23,8 @@ STAGE_DIR = "stage1"
 CONFIG_NAME = "config_sod_emb.yaml"
 IMAGENET_WEIGHTS = "snapshots/localvit/localvit_swin.pth"
 SNAPSHOT_ROOT = "snapshots"
+RESULTS_ROOT = "results"
+"""Default home of test-score outputs: ``results/<run folder name>/<checkpoint>_<protocol>``."""
 _MODEL_FILE = re.compile(r"model-(\d+)\.pth")
 
 # Parts of the release's directory name for settings this project does not have

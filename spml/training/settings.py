@@ -15,7 +15,7 @@ import yaml
 
 from spml.config import Config, ConfigError, config_from_dict, config_to_dict, default_config, describe_accepted, \
     load_config, save_config
-from spml.training.layout import CONFIG_NAME, STAGE_DIR, newest_complete_checkpoint, newest_model_file, \
+from spml.training.layout import CONFIG_NAME, RESULTS_ROOT, STAGE_DIR, newest_complete_checkpoint, newest_model_file, \
     release_snapshot_dir
 
 # Launcher variable -> config key it sets.
@@ -167,7 +167,8 @@ class TestScoreRun:
 
 def prepare_test_score(environ: Mapping[str, str]) -> TestScoreRun:
     """Resolve ``CHECKPOINT`` (default: the newest ``stage1/model-<iter>.pth`` of the run),
-    ``PROTOCOL`` and ``SAVE_DIR`` (default ``stage1/results/<checkpoint>_<protocol>``)."""
+    ``PROTOCOL`` and ``SAVE_DIR`` (default ``results/<run folder name>/<checkpoint>_<protocol>``,
+    outside the run's folder, which test score never writes into)."""
     config = config_from_environment(environ)
     snapshot_dir = snapshot_dir_of(config, environ)
     config_path = snapshot_dir / CONFIG_NAME
@@ -177,5 +178,5 @@ def prepare_test_score(environ: Mapping[str, str]) -> TestScoreRun:
     if checkpoint is None:
         raise SettingsError(f"no checkpoint {snapshot_dir / STAGE_DIR}/model-*.pth; set CHECKPOINT=... or SNAPSHOT_DIR=...")
     checkpoint = Path(checkpoint)
-    save_dir = _set(environ, "SAVE_DIR") or snapshot_dir / STAGE_DIR / "results" / f"{checkpoint.stem}_{protocol}"
+    save_dir = _set(environ, "SAVE_DIR") or Path(RESULTS_ROOT) / snapshot_dir.name / f"{checkpoint.stem}_{protocol}"
     return TestScoreRun(config_path if run_config else None, checkpoint, Path(save_dir), protocol)

@@ -2,11 +2,12 @@
 
 The network has the deterministic weights of tests/deterministic_weights.py. Every image
 costs about a second on a CPU, so the data root holds three samples: two of DES (with GT)
-and one NLPR pair with 16-bit depth and no GT.
+and one NLPR pair with 16-bit depth at another size than its RGB image and no GT.
 """
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ import pytest
 import torch
 
 from spml.evaluation.scores import SCORE_KEYS
+
+pytestmark = pytest.mark.slow  # subprocesses running the network
 
 DES_STEMS = ("RGBD_data_1", "RGBD_data_2")
 NO_GT_STEM = "1_02-02-40"
@@ -41,6 +44,9 @@ def data_root(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     for sub, suffix in (("RGB", ".jpg"), ("depth", ".png")):
         (root / "sod/Test/NLPR_noGT" / sub).mkdir(parents=True)
         shutil.copy(samples / "NLPR_raw16_noGT" / sub / (NO_GT_STEM + suffix), root / "sod/Test/NLPR_noGT" / sub)
+    depth_path = root / "sod/Test/NLPR_noGT/depth" / f"{NO_GT_STEM}.png"
+    depth = cv2.imread(str(depth_path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(depth_path), cv2.resize(depth, (depth.shape[1] // 2, depth.shape[0] // 2)))
     return root
 
 
@@ -93,12 +99,16 @@ def test_field_scores_equal_pysodmetrics_on_the_saved_maps(field_run, data_root:
         assert scores["DES"][key] == pytest.approx(float(value), rel=1e-12, abs=1e-15), key
 
 
-def test_field_run_reports_protocol_missing_sets_and_unscored_set(field_run) -> None:
+def test_field_run_reports_protocol_missing_sets_repairs_and_unscored_set(field_run, data_root: Path) -> None:
     save_dir, process = field_run
     assert "scoring protocol: field" in process.stdout
     assert "LFSD" in process.stdout and "NJU2K" in process.stdout  # standard sets that are absent
     assert "NLPR_noGT: no ground truth" in process.stdout
     assert "| DES |" in (save_dir / "scores.md").read_text()
+    depth = data_root / "sod/Test/NLPR_noGT/depth" / f"{NO_GT_STEM}.png"
+    repairs = [line for line in process.stderr.splitlines() if f"{depth}: size" in line]
+    assert len(repairs) == 1 and "differs from the RGB size" in repairs[0]
+    assert re.match(r"\d\d:\d\d:\d\d WARNING spml.data: ", repairs[0]), "a log line is not glued to the progress bar"
 
 
 def test_featvis_and_plots_are_images(field_run) -> None:
@@ -132,17 +142,61 @@ def test_release_protocol_scores_224_maps_against_resized_ground_truth(
     assert json.loads((tmp_path / "scores.json").read_text())["DES"]["MAE"] == pytest.approx(np.mean(maes), abs=2e-3)
 
 
-def test_a_checkpoint_that_does_not_fit_is_rejected_naming_the_entry(
+def _score(repo_root: Path, data_root: Path, checkpoint: Path, save_dir: Path, *extra: str):
+    return _run([sys.executable, "pyscripts/benchmark/score_model.py", "--data-root", str(data_root),
+                 "--checkpoint", str(checkpoint), "--save-dir", str(save_dir), "--device", "cpu",
+                 "--num-workers", "0", *extra], repo_root)
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def test_bad_input_stops_with_one_line_exit_2_before_loading_and_leaves_nothing(
     repo_root: Path, data_root: Path, deterministic_checkpoint: Path, tmp_path: Path
 ) -> None:
     state = torch.load(deterministic_checkpoint, map_location="cpu")
     entry = next(name for name in state["embedding_model"] if name.endswith("weight"))
     state["embedding_model"][entry] = state["embedding_model"][entry][..., :1]
     torch.save(state, tmp_path / "bad.pth")
-    process = _run(
-        [sys.executable, "pyscripts/benchmark/score_model.py", "--data-root", str(data_root), "--checkpoint",
-         str(tmp_path / "bad.pth"), "--save-dir", str(tmp_path / "out")], repo_root,
-    )
-    assert process.returncode != 0
-    assert entry in process.stderr and "Traceback" not in process.stderr
-    assert not (tmp_path / "out").exists()
+    (tmp_path / "page.pth").write_text("<!DOCTYPE html><html></html>")
+    (tmp_path / "a-file").write_text("x")
+    read_only = tmp_path / "read-only"
+    read_only.mkdir(mode=0o555)
+    broken_root = tmp_path / "broken-root"
+    shutil.copytree(data_root / "sod/Test/DES", broken_root / "DES")
+    (broken_root / "DES/depth" / f"{DES_STEMS[1]}.bmp").write_bytes(b"BM broken")
+    out = tmp_path / "out"
+    cases = {
+        "mis-shaped entry": ((data_root, tmp_path / "bad.pth", out), [entry, "has shape"]),
+        "html": ((data_root, tmp_path / "page.pth", out), [f"{tmp_path / 'page.pth'}: an HTML page"]),
+        "save-dir is a file": ((data_root, deterministic_checkpoint, tmp_path / "a-file"),
+                               ["--save-dir", "exists and is not a folder"]),
+        "read-only save-dir": ((data_root, deterministic_checkpoint, read_only / "out"), ["read-only"]),
+        "batch size": ((data_root, deterministic_checkpoint, out, "--batch-size", "0"),
+                       ["argument --batch-size: expected a positive integer, got '0'"]),
+        "device": ((data_root, deterministic_checkpoint, out, "--device", "gpu"), ["argument --device"]),
+        "unreadable test file": ((broken_root, deterministic_checkpoint, out),
+                                 [f"test set DES: unreadable image file: {broken_root}/DES/depth/{DES_STEMS[1]}.bmp"]),
+    }
+    before = _tree(tmp_path)
+    for name, ((root, checkpoint, save_dir, *extra), expected) in cases.items():
+        process = _score(repo_root, root, checkpoint, save_dir, *extra)
+        assert process.returncode == 2, (name, process.stderr)
+        errors = [line for line in process.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and all(text in errors[0] for text in expected), (name, process.stderr)
+        assert "Traceback" not in process.stderr and "weights_only" not in process.stderr, name
+        assert _tree(tmp_path) == before, name
+    read_only.chmod(0o755)
+
+
+def test_missing_standard_sets_are_named_only_for_a_root_that_holds_some(
+    repo_root: Path, data_root: Path, tmp_path: Path
+) -> None:
+    own_root = tmp_path / "own"
+    shutil.copytree(data_root / "sod/Test/DES", own_root / "MY-SET")
+    (tmp_path / "page.pth").write_text("<html></html>")  # stops after the report, before the model runs
+    standard = _score(repo_root, data_root, tmp_path / "page.pth", tmp_path / "out")
+    own = _score(repo_root, own_root, tmp_path / "page.pth", tmp_path / "out")
+    assert "standard test sets not found" in standard.stdout and "LFSD" in standard.stdout
+    assert "not found" not in own.stdout and "LFSD" not in own.stdout
