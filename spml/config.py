@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from lib.cpus import cap_workers
 from lib.io import atomic_write_text
 from spml.training.layout import IMAGENET_WEIGHTS
 
@@ -33,14 +34,9 @@ def _positive(default: float) -> Any:
     return field(default=default, metadata={"positive": True})
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def default_num_workers() -> int:
     """Data-loading processes: 4, at most one per available core (docs/method.md §4)."""
-    return min(4, available_cores())
+    return cap_workers(4)
 
 
 @dataclass

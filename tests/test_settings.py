@@ -140,7 +140,7 @@ def test_newest_checkpoints(tmp_path):
 
 
 def test_data_loading_processes_default_to_four_at_most_one_per_core(caplog):
-    from spml.config import available_cores
+    from lib.cpus import available_cpus as available_cores
     from spml.training.sampling import loader_workers
 
     assert default_config().train.num_workers == min(4, available_cores())

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lib.io import is_temporary
 from network import build_model, load_checkpoint
 from spml.config import load_config
 from spml.data.lists import ensure_train_list
@@ -51,7 +52,7 @@ def test_checkpoints_at_the_snapshot_step_and_the_last_iteration_load_strictly(t
     stage = snapshot_dir / "stage1"
     assert sorted(path.name for path in stage.glob("model-*")) == [
         "model-1.pth", "model-1.state.pth", "model-2.pth", "model-2.state.pth"]
-    assert not list(stage.glob(".*.tmp")), "atomic writes leave no temporary file"
+    assert not [path for path in stage.iterdir() if is_temporary(path)], "atomic writes leave no temporary file"
     model = build_model()
     load_checkpoint(model, stage / "model-2.pth")
     first, last = (torch.load(stage / f"model-{i}.pth", weights_only=True)["embedding_model"] for i in (1, 2))
@@ -187,3 +188,47 @@ def test_resume_refuses_other_settings_and_a_folder_without_checkpoint(repo_root
     line = error_line(launch(repo_root, "cpu", **{**common, "SNAPSHOT_DIR": str(missing)}, MAX_ITERATION="3"))
     assert f"no complete checkpoint" in line and str(missing / "stage1") in line
     assert not missing.exists()
+
+
+def test_a_bad_file_late_in_the_list_stops_before_the_first_step(repo_root, dataset, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root)
+    ensure_train_list(root)
+    late = sorted((root / "sod" / "scribble_tip").iterdir())[-1]
+    scribble = np.array(Image.open(late))
+    scribble[0, 0] = 5
+    Image.fromarray(scribble).save(late)
+    snapshot = tmp_path / "snapshot"
+    run = launch(repo_root, "cpu", DATAROOT=str(root), SNAPSHOT_DIR=str(snapshot), MAX_ITERATION="1")
+    assert run.returncode == 2
+    line = error_line(run)
+    assert f"{late} has values other than 0/1/2: [5]" in line and "1 unusable training file(s)" in line
+    assert not list((snapshot / "stage1").glob("model-*")), "no step was taken"
+    # VALIDATE=0 skips the check: the one step reads only the first sample and succeeds.
+    run = launch(repo_root, "cpu", DATAROOT=str(root), SNAPSHOT_DIR=str(snapshot), MAX_ITERATION="1", VALIDATE="0")
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_start_removes_stale_temporaries_of_this_program_only(repo_root, dataset, tmp_path):
+    stage = tmp_path / "snapshot" / "stage1"
+    stage.mkdir(parents=True)
+    stale = stage / ".model-0.state.pth.k3j4h5g6.dhfr-tmp"
+    stale.write_bytes(b"half a checkpoint")
+    foreign = stage / "notes.tmp"
+    foreign.write_text("not ours")
+    run = launch(repo_root, "cpu", DATAROOT=str(dataset), SNAPSHOT_DIR=str(tmp_path / "snapshot"), MAX_ITERATION="1")
+    assert run.returncode == 0, run.stderr
+    assert not stale.exists() and foreign.exists()
+    assert f"removed {stale}, left by an interrupted write" in run.stderr
+
+
+def test_resume_names_a_corrupt_state_file(repo_root, three_iterations, dataset, tmp_path):
+    _, snapshot_dir = three_iterations
+    copy = tmp_path / "run"
+    shutil.copytree(snapshot_dir, copy)
+    (copy / "stage1" / "model-2.state.pth").write_text("<!DOCTYPE html><html></html>")
+    run = launch(repo_root, "cpu", DATAROOT=str(dataset), SNAPSHOT_DIR=str(copy), MAX_ITERATION="3",
+                 SNAPSHOT_STEP="2", RESUME="1")
+    line = error_line(run)
+    assert f"{copy / 'stage1' / 'model-2.state.pth'}: an HTML page" in line
+    assert "weights_only" not in run.stderr

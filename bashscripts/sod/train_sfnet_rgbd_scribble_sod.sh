@@ -3,6 +3,7 @@
 #   bashscripts/sod/train_sfnet_rgbd_scribble_sod.sh GPU_ID      GPU_ID: 0 | 0,1 | cpu
 # Settings: environment variables (DATAROOT, MAX_ITERATION, BATCH_SIZE, LR, SNAPSHOT_STEP,
 # NUM_WORKERS, PRETRAINED, SNAPSHOT_DIR, ...: spml/training/settings.py), NPROC with cpu.
+# Every training file is checked before the first step (VALIDATE=0 skips the check).
 # EAGER=1 runs the network eagerly on a GPU instead of replaying it as a CUDA graph (for debugging).
 # RESUME=1 continues the run in SNAPSHOT_DIR with the settings it was started with
 # (RESUME_ALLOW_CHANGES=1 to change them deliberately).
@@ -17,6 +18,7 @@ eval "$settings"
 train_args=(--config "$CONFIG" --device "$DEVICE")
 if [ "$RESUME" = 1 ]; then train_args+=(--resume); fi
 if [ "$EAGER" = 1 ]; then train_args+=(--eager); fi
+if [ "$VALIDATE" = 0 ]; then train_args+=(--no-validate); fi
 if [ "$NPROC" -gt 1 ]; then
   exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" \
     pyscripts/train/train.py "${train_args[@]}"

@@ -4,7 +4,7 @@ assignments for the launcher to ``eval``.
 
     python3 pyscripts/tools/fill_config.py train [--processes N]
         checks the settings, writes (start) or checks (RESUME=1) <snapshot dir>/config_sod_emb.yaml;
-        prints CONFIG, RESUME and EAGER
+        prints CONFIG, RESUME, EAGER and VALIDATE (1 unless VALIDATE=0)
     python3 pyscripts/tools/fill_config.py test-score
         writes nothing; prints CONFIG (the run's, or empty), CHECKPOINT, SAVE_DIR, PROTOCOL
 
@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             for note in notes:
                 print(note, file=sys.stderr)
             print(f"snapshot directory: {config.parent}", file=sys.stderr)
-            print(_assignments({"CONFIG": config, "RESUME": int(resume), "EAGER": int(flag(os.environ, "EAGER"))}))
+            validate = flag({"VALIDATE": os.environ.get("VALIDATE") or "1"}, "VALIDATE")
+            print(_assignments({"CONFIG": config, "RESUME": int(resume), "EAGER": int(flag(os.environ, "EAGER")),
+                                "VALIDATE": int(validate)}))
         else:
             run = prepare_test_score(os.environ)
             print(_assignments({"CONFIG": run.config or "", "CHECKPOINT": run.checkpoint, "SAVE_DIR": run.save_dir,

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from lib.distributed import DeviceUnavailableError, ProcessGroup, all_gather_cat, barrier, setup_process_group, \
     teardown_process_group
+from lib.io import WriteError, remove_stale_temporaries
 from lib.logging import setup_logging
 from lib.lr_schedule import step_lr
 from network import CheckpointError, build_model, init_from_imagenet
@@ -35,7 +36,8 @@ from network.cuda_graphs import graphed_training_forward
 from network.sfnet import INPUT_SIZE
 from spml.config import Config, ConfigError, load_config
 from spml.data import DataError
-from spml.data.lists import default_train_list, ensure_train_list
+from spml.data.lists import default_train_list, ensure_train_list, read_train_list
+from spml.data.validation import validate_training_samples
 from spml.losses import DHFRObjective
 from spml.training.checkpoint import restore_training_checkpoint, save_training_checkpoint, seed_everything
 from spml.training.errors import InputError, TrainingError
@@ -105,21 +107,35 @@ def training_network(model: torch.nn.Module, group: ProcessGroup, batch_size: in
     return model
 
 
-def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False) -> None:
+def check_training_data(config: Config, list_path: Path, stage_dir: Path, group: ProcessGroup) -> None:
+    """Every file of the training list readable and valid, checked by rank 0 before the first step
+    (all problems in ``stage1/data_problems.txt``); ``VALIDATE=0`` skips it."""
+    if group.is_main:
+        validate_training_samples(read_train_list(list_path, config.dataset.data_dir),
+                                  report_path=stage_dir / "data_problems.txt")
+    barrier()
+
+
+def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False, validate: bool = True) -> None:
     """The release's training loop (docs/method.md §4) from iteration 0 or after the newest checkpoint."""
     train_config = config.train
     snapshot_dir = Path(train_config.snapshot_dir)
     stage_dir = snapshot_dir / STAGE_DIR
     device = group.device
     seed_everything(train_config.seed + group.rank)
-    # Start-up checks, all before the network is built. To come here: removing this program's
-    # stale temporaries in stage_dir, and validating every file of the training list.
+    # Start-up checks, all before the network is built.
     resume_iteration = starting_point(config, stage_dir, resume)
     graphs = uses_cuda_graphs(config, group, eager)
+    if group.is_main and stage_dir.is_dir():
+        for path in remove_stale_temporaries(stage_dir):
+            logger.info("removed %s, left by an interrupted write", path)
     if resume_iteration is not None and resume_iteration + 1 >= train_config.max_iteration:
         logger.info("%s already holds the last checkpoint (iteration %d): nothing to do", stage_dir, resume_iteration)
         return
-    loader, sampler, batches_per_epoch = make_loader(config, group, resolve_train_list(config, snapshot_dir, group))
+    list_path = resolve_train_list(config, snapshot_dir, group)
+    if validate:
+        check_training_data(config, list_path, stage_dir, group)
+    loader, sampler, batches_per_epoch = make_loader(config, group, list_path)
 
     model = build_model().to(device)
     state = make_training_state(model, train_config.base_lr, config.loss.memory_bank_size,
@@ -178,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resume", action="store_true", help="continue after the newest complete checkpoint")
     parser.add_argument("--eager", action="store_true", help="on a GPU, run the network eagerly instead of as CUDA graphs")
+    parser.add_argument("--no-validate", action="store_true", help="skip the check of every training file")
     args = parser.parse_args(argv)
     try:
         group = setup_process_group(args.device)
@@ -185,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         if not config.train.snapshot_dir:
             raise ConfigError(f"{args.config}: train.snapshot_dir is empty (write the config with the launcher)")
-        train(config, group, args.resume, args.eager)
-    except (*INPUT_ERRORS, TrainingError) as error:
+        train(config, group, args.resume, args.eager, validate=not args.no_validate)
+    except (*INPUT_ERRORS, TrainingError, WriteError) as error:
         print(f"train.py: error: {one_line(error)}", file=sys.stderr)
         return 2 if isinstance(error, INPUT_ERRORS) else 1
     finally:

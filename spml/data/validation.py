@@ -68,9 +68,9 @@ def validate_training_samples(samples: Sequence[TrainSample], workers: int | Non
     """Check every sample (:func:`check_training_sample`) with ``workers`` processes (default:
     every available core), showing a progress bar; log each repair once.
 
-    If any file is unusable, every problem is logged (and written to ``report_path``, one per
-    line, when given), then one :class:`DataError` says how many there are, quotes the first
-    :data:`SHOWN_PROBLEMS` and where the full list is.
+    If any file is unusable, one :class:`DataError` says how many there are and quotes them:
+    all of them up to :data:`SHOWN_PROBLEMS`, else the first ones and where the rest are
+    (``report_path`` lists every problem, one per line, when given; else the rest are logged).
     """
     workers = max(1, min(workers or available_cpus(), len(samples)))
     problems: list[str] = []
@@ -84,14 +84,16 @@ def validate_training_samples(samples: Sequence[TrainSample], workers: int | Non
     if not problems:
         logger.info("checked %d training samples: every file is readable", len(samples))
         return
-    for problem in problems:
-        logger.error("%s", problem)
-    where = "all listed above"
+    where = ""
     if report_path is not None:
         atomic_write_text("\n".join(problems) + "\n", report_path)
-        where = f"all listed in {report_path}"
+        where = f" (all listed in {report_path})"
+    elif len(problems) > SHOWN_PROBLEMS:
+        for problem in problems[SHOWN_PROBLEMS:]:
+            logger.error("%s", problem)
+        where = " (the others logged above)"
     shown = "; ".join(problems[:SHOWN_PROBLEMS]) + ("; ..." if len(problems) > SHOWN_PROBLEMS else "")
-    raise DataError(f"{len(problems)} unusable training file(s) in {len(samples)} samples ({where}): {shown}")
+    raise DataError(f"{len(problems)} unusable training file(s) in {len(samples)} samples{where}: {shown}")
 
 
 def _run(samples: Sequence[TrainSample], workers: int, progress: tqdm) -> list[SampleCheck]:

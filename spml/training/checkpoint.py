@@ -13,11 +13,13 @@ import torch
 
 from lib.distributed import ProcessGroup, barrier, gather_objects
 from lib.io import atomic_torch_save
-from network import CheckpointError, load_checkpoint, save_checkpoint
+from network import CheckpointError, load_checkpoint, read_torch_file, save_checkpoint
 from spml.training.layout import checkpoint_paths
 from spml.training.step import TrainingState
 
 logger = logging.getLogger("train")
+STATE_KEYS = ("iteration", "world_size", "optimizer", "scaler", "memory_bank", "rng")
+"""What a ``model-<iter>.state.pth`` holds."""
 
 
 def rng_state() -> dict:
@@ -85,7 +87,7 @@ def restore_training_checkpoint(stage_dir: Path, iteration: int, state: Training
     model_path, state_path = checkpoint_paths(stage_dir, iteration)
     load_checkpoint(state.model, model_path)
     # Onto the CPU: random-generator states must stay there; the optimiser moves its own state.
-    saved = torch.load(state_path, map_location="cpu", weights_only=True)
+    saved = read_torch_file(state_path, required_keys=STATE_KEYS)
     if saved["iteration"] != iteration:
         raise CheckpointError(f"{state_path}: holds iteration {saved['iteration']}, expected {iteration}")
     state.optimizer.load_state_dict(saved["optimizer"])

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from lib.distributed import ProcessGroup
 from network.sfnet import INPUT_SIZE
-from spml.config import Config, available_cores
+from lib.cpus import available_cpus, cap_workers
+from spml.config import Config
 from spml.data.datasets import ScribbleTrainDataset, seed_worker
 from spml.data.lists import read_train_list
 from spml.training.errors import InputError
@@ -71,10 +72,10 @@ def training_batches(loader: DataLoader, sampler: ResumableEpochSampler, first_i
 
 def loader_workers(requested: int) -> int:
     """``requested`` DataLoader workers, at most one per available core."""
-    cores = available_cores()
+    cores = available_cpus()
     if requested > cores:
         logger.info("train.num_workers %d > %d cores: using %d data-loading processes", requested, cores, cores)
-    return min(requested, cores)
+    return cap_workers(requested)
 
 
 def make_loader(config: Config, group: ProcessGroup, list_path: Path) -> tuple[DataLoader, ResumableEpochSampler, int]:
