@@ -11,6 +11,10 @@ status 2; the output folder is checked before anything is loaded.
 
     python pyscripts/benchmark/score_model.py --data-root DIR --checkpoint CKPT --save-dir DIR \
         [--protocol field|release] [--device cpu|cuda|cuda:N] [--config CONFIG] [--batch-size N] [--num-workers N]
+        [--eager] [--precision fp32|tf32|bf16|fp16]
+
+On a GPU the network is replayed as a CUDA graph (``--eager`` runs it eagerly), in exact
+float32 unless ``--precision`` asks for a faster arithmetic.
 """
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ from spml.data.datasets import RGBDTestDataset, collate_test_items, log_item_rep
 from spml.data.errors import DataError
 from spml.data.lists import TestSample, scan_test_sets
 from spml.evaluation.featvis import embedding_pca_rgb
-from spml.evaluation.inference import load_model, predict, resolve_device, saliency_to_uint8
+from network.precision import PRECISIONS
+from spml.evaluation.inference import Forward, eval_network, load_model, predict, resolve_device, saliency_to_uint8
 from spml.data.image_io import write_image
 from spml.evaluation.maps_io import read_ground_truth
 from spml.evaluation.plots import plot_f_threshold_curves, plot_pr_curves
@@ -60,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive_int, help="images per forward pass (default: the config's)")
     parser.add_argument("--num-workers", type=non_negative_int,
                         help="data loading processes (default: the config's; at most one per CPU core)")
+    parser.add_argument("--eager", action="store_true",
+                        help="on a GPU, run the network eagerly instead of replaying it as a CUDA graph")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="GPU arithmetic: fp32 (default, exact), tf32, bf16 or fp16 (faster, see README)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config) if args.config else default_config()
@@ -75,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_test_set(
-    model: torch.nn.Module, name: str, samples: list[TestSample], args: argparse.Namespace
+    network: Forward, name: str, samples: list[TestSample], args: argparse.Namespace
 ) -> SaliencyScores | None:
     """Write the maps and feature visualisations of one set; return its scores (None without GT)."""
     scores = SaliencyScores(args.protocol) if all(sample.gt for sample in samples) else None
@@ -92,7 +101,7 @@ def run_test_set(
             if errors:
                 raise DataError(f"test set {name}: {errors[0]}")
             log_item_repairs(batch["repairs"])
-            saliency, embedding = predict(model, batch["image"], batch["depth"])
+            saliency, embedding = predict(network, batch["image"], batch["depth"], args.device)
             featvis = embedding_pca_rgb(embedding, out_size=INPUT_SIZE)
             for k, index in enumerate(batch["index"].tolist()):
                 sample = samples[index]
@@ -149,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
                              f"under {args.data_root} or {args.data_root / 'sod' / 'Test'}")
         report_missing_standard_sets(test_sets, args.data_root)
         args.device = resolve_device(args.device)
-        model = load_model(args.checkpoint, args.device)
+        network = eval_network(load_model(args.checkpoint, args.device), args.eager, args.precision)
     except (CheckpointError, DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     created = not args.save_dir.exists()
     try:
-        score_test_sets(model, test_sets, args)
+        score_test_sets(network, test_sets, args)
     except (DataError, WriteError) as error:
         if created:  # leave no partial results behind
             shutil.rmtree(args.save_dir, ignore_errors=True)
@@ -164,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def score_test_sets(model: torch.nn.Module, test_sets: dict[str, list[TestSample]], args: argparse.Namespace) -> None:
+def score_test_sets(network: Forward, test_sets: dict[str, list[TestSample]], args: argparse.Namespace) -> None:
     """Maps, visualisations and scores of every set, then the tables and curves."""
     all_scores, curves = {}, {}
     for name, samples in test_sets.items():
-        scores = run_test_set(model, name, samples, args)
+        scores = run_test_set(network, name, samples, args)
         if scores is None:
             print(f"{name}: no ground truth for every image; maps and featvis written, not scored")
             continue

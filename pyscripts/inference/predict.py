@@ -11,6 +11,10 @@ line and exit status 2.
 
     python pyscripts/inference/predict.py --rgb PATH --depth PATH --out DIR --checkpoint CKPT \\
         [--device cpu|cuda|cuda:N] [--featvis] [--batch-size N] [--num-workers N] [--allow-large-images]
+        [--eager] [--precision fp32|tf32|bf16|fp16]
+
+On a GPU the network is replayed as a CUDA graph (``--eager`` runs it eagerly), in exact
+float32 unless ``--precision`` asks for a faster arithmetic.
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ from spml.data.errors import DataError
 from spml.data.image_io import allow_large_images, write_image
 from spml.data.lists import pair_inputs
 from spml.evaluation.featvis import embedding_pca_rgb
-from spml.evaluation.inference import load_model, predict, resolve_device, saliency_to_uint8
+from network.precision import PRECISIONS
+from spml.evaluation.inference import Forward, eval_network, load_model, predict, resolve_device, saliency_to_uint8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive_int, default=4, help="images per forward pass (default 4)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0,
                         help="data loading processes (default 0; at most one per CPU core)")
+    parser.add_argument("--eager", action="store_true",
+                        help="on a GPU, run the network eagerly instead of replaying it as a CUDA graph")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="GPU arithmetic: fp32 (default, exact), tf32, bf16 or fp16 (faster, see README)")
     parser.add_argument("--allow-large-images", action="store_true",
                         help="read images over PIL's decompression-bomb limit (about 179 Mpixels) instead of skipping them")
     return parser.parse_args(argv)
@@ -63,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:
             raise ValueError(f"--out {args.out}: {problem}")
         samples, unpaired = pair_inputs(args.rgb, args.depth)
-        device = resolve_device(args.device)
-        model = load_model(args.checkpoint, device)
+        args.device = resolve_device(args.device)
+        network = eval_network(load_model(args.checkpoint, args.device), args.eager, args.precision)
     except (CheckpointError, DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 skipped += errors
                 if batch is not None:
                     log_item_repairs(batch["repairs"])
-                    written += write_batch(model, batch, samples, args)
+                    written += write_batch(network, batch, samples, args)
                 progress.update(len(errors) + (0 if batch is None else len(batch["index"])))
     except WriteError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -90,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_batch(model, batch: dict, samples: list, args: argparse.Namespace) -> int:
+def write_batch(network: Forward, batch: dict, samples: list, args: argparse.Namespace) -> int:
     """Predict one batch and write its maps (and visualisations); return how many."""
-    saliency, embedding = predict(model, batch["image"], batch["depth"])
+    saliency, embedding = predict(network, batch["image"], batch["depth"], args.device)
     featvis = embedding_pca_rgb(embedding, out_size=INPUT_SIZE) if args.featvis else None
     for k, index in enumerate(batch["index"].tolist()):
         stem = samples[index].rgb.stem

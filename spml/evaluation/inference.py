@@ -1,19 +1,26 @@
 """Running a trained DHFR network for evaluation (docs/method.md §1.6, §3.3, §5).
 
-The network sees 224×224 inputs; :func:`predict` returns its final map ``div1`` and the
-embedding (``dec4``) of a batch; :func:`saliency_to_uint8` brings one map back to any image
-size (bilinear, align_corners=False) as the 8-bit map that is saved and scored.
+The network sees 224×224 inputs; :func:`eval_network` is how evaluation runs it (on a GPU
+replayed from CUDA graphs unless ``--eager``, in exact float32 unless ``--precision`` says
+otherwise); :func:`predict` returns its final map ``div1`` and the embedding (``dec4``) of a
+batch; :func:`saliency_to_uint8` brings one map back to any image size (bilinear,
+align_corners=False) as the 8-bit map that is saved and scored.
 """
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from network import build_model, load_checkpoint
+from network.cuda_graphs import GraphedEval
+from network.precision import autocast, check_precision, set_float32_precision
+
+Forward = Callable[[Tensor, Tensor], dict[str, Tensor]]
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -43,11 +50,34 @@ def load_model(checkpoint: str | os.PathLike, device: torch.device) -> nn.Module
     return model.to(device).eval()
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, image: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Saliency ``div1`` [B,1,224,224] and embedding [B,64,56,56] of a batch, on the model's device."""
+def eval_network(model: nn.Module, eager: bool = False, precision: str = "fp32") -> Forward:
+    """``model``'s eval forward as evaluation runs it.
+
+    On a GPU: replayed from CUDA graphs (:class:`network.cuda_graphs.GraphedEval`) unless
+    ``eager``, in ``precision`` (:mod:`network.precision`; ``fp32``, the default, is exact).
+    On the CPU: the model itself; only ``fp32`` is accepted there.
+    """
     device = next(model.parameters()).device
-    outputs = model(image.to(device, non_blocking=True), depth.to(device, non_blocking=True))
+    check_precision(precision)
+    if device.type != "cuda":
+        if precision != "fp32":
+            raise ValueError(f"--precision {precision}: needs a CUDA device (the CPU runs fp32)")
+        return model
+    set_float32_precision(precision)
+    if not eager:
+        return GraphedEval(model, precision)
+
+    def forward(image: Tensor, depth: Tensor) -> dict[str, Tensor]:
+        with autocast(precision, device):
+            return {name: output.float() for name, output in model(image, depth).items()}
+
+    return forward
+
+
+@torch.no_grad()
+def predict(network: Forward, image: Tensor, depth: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Saliency ``div1`` [B,1,224,224] and embedding [B,64,56,56] of a batch, computed on ``device``."""
+    outputs = network(image.to(device, non_blocking=True), depth.to(device, non_blocking=True))
     return outputs["div1"], outputs["embedding"]
 
 
