@@ -144,8 +144,8 @@ def test_non_finite_loss_stops_naming_the_iteration_and_the_loss(repo_root, data
     train_script = load_train_script(repo_root)
 
     class NaNContour(train_script.DHFRObjective):
-        def forward(self, outputs, labels, memory=None):
-            result = super().forward(outputs, labels, memory)
+        def forward(self, outputs, labels, image, memory=None):
+            result = super().forward(outputs, labels, image, memory)
             result["contour_loss"] = result["contour_loss"] * float("nan")
             return result
 

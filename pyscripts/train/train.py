@@ -321,11 +321,10 @@ def training_step(network: nn.Module, objective: DHFRObjective, state: TrainingS
     image = batch["image"].to(device, non_blocking=True)
     depth = batch["depth"].to(device, non_blocking=True)
     labels = {key: batch[key].to(device, non_blocking=True) for key in LABEL_KEYS}
-    labels["image"] = image
     with autocast_context(train_config.mixed_precision, device):
         outputs = network(image, depth)
     outputs = {name: output.float() for name, output in outputs.items()}
-    result = objective(outputs, labels, state.memory)
+    result = objective(outputs, labels, image, state.memory)
 
     logged = mean_over_processes(torch.stack([result[key].detach() for key in LOGGED_KEYS]))
     values = dict(zip(LOGGED_KEYS, logged.tolist()))
