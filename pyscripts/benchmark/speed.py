@@ -90,10 +90,10 @@ def looped_objective(outputs: dict, labels: dict, image: torch.Tensor) -> dict:
     semantic, instance = (resize_labels(labels[key], (height, width)) for key in ("semantic_label", "instance_label"))
     pixels, own, prototypes, prototype_labels, img_sim = [], [], [], [], 0.0
     for pass_embedding in (embedding, outputs["embedding_aug"]):
-        for index in range(num_images):
-            z, zl = (t.squeeze(0) for t in pixel_features(pass_embedding[index : index + 1]))
+        for position in range(num_images):
+            z, zl = (t.squeeze(0) for t in pixel_features(pass_embedding[position : position + 1]))
             clusters = spherical_kmeans(zl.detach().unsqueeze(0), initial, grid_num_clusters(height, width, grid), net.kmeans_iterations).squeeze(0)
-            combined = semantic[index].reshape(-1) * net.label_divisor + instance[index].reshape(-1)
+            combined = semantic[position].reshape(-1) * net.label_divisor + instance[position].reshape(-1)
             combined_range = int(combined.max()) + 1
             keys, index = torch.unique(clusters * combined_range + combined, return_inverse=True)
             segment_label = keys % combined_range
@@ -103,7 +103,7 @@ def looped_objective(outputs: dict, labels: dict, image: torch.Tensor) -> dict:
             prototype_labels.append(segment_label // net.label_divisor)
             per_pixel = segsort_loss(
                 zl.unsqueeze(0),
-                instance[index].reshape(1, -1),
+                instance[position].reshape(1, -1),
                 index.unsqueeze(0),
                 segment_prototypes(zl, index, len(keys)).unsqueeze(0),
                 (segment_label % net.label_divisor).unsqueeze(0),
