@@ -65,7 +65,7 @@ def training_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tens
     semantic = torch.full(shape, 2, dtype=torch.long)
     semantic[:, 8:24] = 0
     semantic[:, 100:116, 60:160] = 1
-    field = F.interpolate(torch.rand(BATCH_SIZE, 1, 14, 14, generator=generator), size=INPUT_SIZE, mode="bilinear")
+    field = F.interpolate(torch.rand(BATCH_SIZE, 1, 14, 14, generator=generator), size=INPUT_SIZE, mode="bilinear", align_corners=False)
     labels = {
         "semantic_label": semantic,
         "instance_label": (1 + 255 * field.squeeze(1)).round().long(),
