@@ -1,31 +1,47 @@
 """Counting host-device synchronisation points of a piece of work with ``torch.profiler``.
 
-A read of a device value on the host (``.item()``, ``int(t)``, tensor-valued ``if``), an op
-whose output size depends on values (``nonzero``, boolean-mask indexing, ``unique``) and a
-copy to the host make the CPU wait for the GPU; on the CPU the same ops show where that would
-happen. The names below are the profiler's events for them.
+A sync point is anything that needs a tensor's value on the host: ``aten::_local_scalar_dense``
+(``item()``, ``int(t)``, tensor-valued Python control flow), the ops whose output size depends
+on the data (``nonzero`` behind boolean-mask indexing, ``unique``, ``bincount``,
+``masked_select``) and the Python-level reads ``tolist()``/``item()``/``numpy()``. On a GPU each
+one makes the CPU wait for the device; on the CPU the same ops show where that would happen.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Callable
 
 from torch.profiler import ProfilerActivity, profile
 
-HOST_SYNC_EVENTS = (
-    "aten::_local_scalar_dense",  # .item(), int(t), float(t), bool(t), tensor-valued Python control flow
-    "aten::nonzero",  # nonzero, boolean-mask indexing and masked assignment
-    "aten::_unique",
-    "aten::_unique2",
-    "aten::unique_dim",
-    "aten::unique_consecutive",
-    "aten::unique_dim_consecutive",
-)
+SYNC_OPS = frozenset({
+    "aten::_local_scalar_dense", "aten::nonzero", "aten::_unique", "aten::_unique2", "aten::unique_dim",
+    "aten::unique_consecutive", "aten::unique_dim_consecutive", "aten::bincount", "aten::masked_select",
+})
+# Python calls recorded with with_stack=True: a CPU tensor's tolist() runs no aten op.
+PYTHON_READ = re.compile(r"<built-in method (tolist|item|numpy) of Tensor object")
 
 
-def count_host_syncs(work: Callable[[], object]) -> dict[str, int]:
-    """Run ``work()`` once under the profiler; the number of events of each :data:`HOST_SYNC_EVENTS` name seen."""
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+def _sync_name(name: str) -> str | None:
+    """``name`` for a sync op, ``'tolist()'`` etc. for a Python-level read, ``None`` otherwise."""
+    read = PYTHON_READ.match(name)
+    if read is not None:
+        return f"{read.group(1)}()"
+    return name if name in SYNC_OPS else None
+
+
+def count_host_syncs(work: Callable[[], object]) -> Counter:
+    """Sync points of one ``work()`` by name, each counted once (not again for the ops it calls)."""
+    with profile(activities=[ProfilerActivity.CPU], with_stack=True) as profiler:
         work()
-    counts = Counter(event.name for event in profiler.events() if event.name in HOST_SYNC_EVENTS)
-    return dict(sorted(counts.items()))
+    counts: Counter = Counter()
+    for event in profiler.events():
+        name = _sync_name(event.name)
+        if name is None:
+            continue
+        parent = event.cpu_parent
+        while parent is not None and _sync_name(parent.name) is None:
+            parent = parent.cpu_parent
+        if parent is None:
+            counts[name] += 1
+    return counts

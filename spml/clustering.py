@@ -6,9 +6,13 @@ Everything works on whole batches at once on the device of the embeddings:
   (docs/method.md §6 C.1-3);
 * :func:`grid_initial_labels` and :func:`spherical_kmeans` — the 6×6 grid start and the
   10 assignment rounds, for all images together (§6 C.4-5);
-* :func:`build_segments` — one segment per (image, k-means cluster, semantic, instance),
-  numbered by ascending key exactly as the release numbers them (§6 D/E);
+* :func:`segment_keys` and :func:`build_segments` — one segment per (image, k-means cluster,
+  semantic, instance), numbered by ascending key exactly as the release numbers them (§6 D/E);
 * :func:`segment_prototypes` — ``normalise(Σ features)`` per segment (§6 E.6).
+
+Nothing here reads a tensor back to the host: shapes that depend on the data (the number of
+segments) are arguments, which the caller reads once per step for everything at once
+(:meth:`SegmentKeys.num_segments` and :meth:`SegmentKeys.max_segments_per_image` give what to read).
 """
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 NORM_EPS = 1e-12
+SEMANTIC_RANGE = 3
+"""Scribble classes 0 background, 1 foreground, 2 unknown (docs/method.md §2)."""
+INSTANCE_RANGE = 257
+"""Bound on instance labels: ``hed + 1`` ∈ 1..256, 256 being the release's uint8 overflow (docs/method.md §3.2)."""
 
 
 def normalize(x: Tensor) -> Tensor:
@@ -51,32 +59,81 @@ def grid_initial_labels(height: int, width: int, grid: tuple[int, int], *, devic
     """``[H*W]`` initial k-means labels: a ``grid`` of rectangular cells, made compact.
 
     Row cell ``round(linspace(0, gy−1, H))``, column cell likewise, label ``ry + gy·rx``
-    (docs/method.md §2.5 step 3; §6 C.4).
+    made compact (docs/method.md §2.5 step 3; §6 C.4): with cells compact per axis
+    (:func:`_compact_cells`), the compact label is ``ry + min(H, gy)·rx``, every (row, column)
+    cell pair being present. :func:`grid_num_clusters` labels in all.
     """
     grid_y, grid_x = grid
-    row_cell = torch.linspace(0, grid_y - 1, height, device=device).round().long()
-    col_cell = torch.linspace(0, grid_x - 1, width, device=device).round().long()
-    labels = (row_cell[:, None] + grid_y * col_cell[None, :]).reshape(-1)
-    return torch.unique(labels, return_inverse=True)[1]
+    row_cell = _compact_cells(height, grid_y, device=device)
+    col_cell = _compact_cells(width, grid_x, device=device)
+    return (row_cell[:, None] + min(height, grid_y) * col_cell[None, :]).reshape(-1)
+
+
+def grid_num_clusters(height: int, width: int, grid: tuple[int, int]) -> int:
+    """Number of labels of :func:`grid_initial_labels`: ``min(H, gy)·min(W, gx)`` (36 for the release)."""
+    return min(height, grid[0]) * min(width, grid[1])
+
+
+def _compact_cells(length: int, cells: int, *, device: torch.device) -> Tensor:
+    """``[length]`` dense rank of ``round(linspace(0, cells−1, length))`` among its values.
+
+    With ``length ≥ cells`` the steps are at most 1, so every cell ``0..cells−1`` occurs and
+    the rounded value is its own rank; with ``length < cells`` the steps exceed 1, the rounded
+    values are distinct and ascending, and the rank is the position.
+    """
+    if length < cells:
+        return torch.arange(length, device=device)
+    return torch.linspace(0, cells - 1, length, device=device).round().long()
 
 
 @torch.no_grad()
-def spherical_kmeans(features: Tensor, initial_labels: Tensor, iterations: int) -> Tensor:
+def spherical_kmeans(features: Tensor, initial_labels: Tensor, num_clusters: int, iterations: int) -> Tensor:
     """Spherical k-means of every image of the batch at once (docs/method.md §6 C.5).
 
-    ``features`` ``[B, N, D]`` unit vectors, ``initial_labels`` ``[N]`` compact labels shared by
-    all images. Each round sets ``prototype_k = normalise(Σ members)`` (empty -> zero vector)
-    and relabels each pixel by ``argmax_k features·prototype_k`` (first maximum wins).
-    Returns the labels of the last round, ``[B, N]`` int64.
+    ``features`` ``[B, N, D]`` unit vectors, ``initial_labels`` ``[N]`` labels in
+    ``0..num_clusters−1`` shared by all images. Each round sets ``prototype_k = normalise(Σ
+    members)`` (empty -> zero vector) and relabels each pixel by ``argmax_k
+    features·prototype_k`` (first maximum wins). Returns the labels of the last round,
+    ``[B, N]`` int64.
     """
     batch, num_pixels, _ = features.shape
-    num_clusters = int(initial_labels.max()) + 1
+    cluster_ids = torch.arange(num_clusters, device=features.device)
     labels = initial_labels.to(features.device).expand(batch, num_pixels)
     for _ in range(iterations):
-        membership = F.one_hot(labels, num_clusters).to(features.dtype)  # [B, N, K]
+        # One-hot by comparison: F.one_hot checks the label range on the host.
+        membership = (labels.unsqueeze(-1) == cluster_ids).to(features.dtype)  # [B, N, K]
         prototypes = normalize(torch.bmm(membership.transpose(1, 2), features))  # [B, K, D]
         labels = torch.bmm(features, prototypes.transpose(1, 2)).argmax(dim=-1)
     return labels
+
+
+@dataclass(frozen=True)
+class SegmentKeys:
+    """Every pixel's key in the dense (image, k-means cluster, semantic, instance) key space.
+
+    ``key`` ``[N]`` is ``((image·K + cluster)·SEMANTIC_RANGE + semantic)·INSTANCE_RANGE +
+    instance``; ``present`` ``[B, K, SEMANTIC_RANGE, INSTANCE_RANGE]`` marks the keys some
+    pixel has. Ascending keys are ascending (image, cluster, semantic, instance).
+    """
+
+    key: Tensor
+    present: Tensor
+
+    def num_segments(self) -> Tensor:
+        """0-d: the number of segments (keys present)."""
+        return self.present.sum()
+
+    def segments_per_image(self) -> Tensor:
+        """``[B]``: the number of segments of each image."""
+        return self.present.flatten(1).sum(dim=1)
+
+    def max_segments_per_image(self) -> Tensor:
+        """0-d: the largest number of segments of one image."""
+        return self.segments_per_image().max()
+
+    def num_scribbled_segments(self, num_classes: int) -> Tensor:
+        """0-d: the number of segments whose semantic label is below ``num_classes`` (scribbled ones)."""
+        return self.present[:, :, :num_classes].sum()
 
 
 @dataclass(frozen=True)
@@ -84,44 +141,64 @@ class Segments:
     """A partition of the batch's pixels into segments, and each segment's labels.
 
     ``index`` ``[N]`` segment id of every pixel (rows ordered image by image, row-major);
-    ``batch_index``, ``semantic_label``, ``instance_label`` ``[S]`` per segment. Segment ids
-    are ascending in (image, k-means cluster, semantic, instance), so the segments of one image
-    are contiguous.
+    ``batch_index``, ``semantic_label``, ``instance_label`` ``[S]`` per segment;
+    ``per_image`` ``[B]`` the number of segments of each image and ``max_per_image`` its
+    maximum. Segment ids are ascending in (image, k-means cluster, semantic, instance), so the
+    segments of one image are contiguous.
     """
 
     index: Tensor
     batch_index: Tensor
     semantic_label: Tensor
     instance_label: Tensor
+    per_image: Tensor
+    max_per_image: int
 
     @property
     def count(self) -> int:
         return self.batch_index.numel()
 
 
-def build_segments(
-    batch_index: Tensor, cluster_label: Tensor, semantic_label: Tensor, instance_label: Tensor, label_divisor: int
-) -> Segments:
-    """Group pixels by (image, k-means cluster, ``L = semantic·divisor + instance``) (docs/method.md §2.5 step 4).
+def segment_keys(batch_index: Tensor, cluster_label: Tensor, semantic_label: Tensor, instance_label: Tensor,
+                 num_images: int, num_clusters: int) -> SegmentKeys:
+    """Key every pixel by (image, k-means cluster, semantic, instance) (docs/method.md §2.5 step 4; §6 D).
 
-    All inputs are ``[N]`` int64 over the pixels of the (gathered) batch. The ids are the dense
-    rank of that triple in lexicographic order, which is what the release's two-stage ranking
-    (docs/method.md §6 D, then the re-ranking by (image, segment) of §6 E) produces; the
-    segment's labels are decoded from its key.
+    All inputs are ``[N]`` int64 over the pixels of the (gathered) batch, with ``batch_index <
+    num_images``, ``cluster_label < num_clusters``, ``semantic_label < SEMANTIC_RANGE`` and
+    ``instance_label < INSTANCE_RANGE`` (:func:`labels_in_key_range`). The key space has a fixed
+    size, so nothing is read back to the host.
     """
-    if int(instance_label.max()) >= label_divisor:
-        raise ValueError(f"instance label {int(instance_label.max())} does not fit label_divisor {label_divisor}")
-    combined = semantic_label * label_divisor + instance_label
-    combined_range = int(combined.max()) + 1
-    cluster_range = int(cluster_label.max()) + 1
-    key = (batch_index * cluster_range + cluster_label) * combined_range + combined
-    unique_keys, index = torch.unique(key, return_inverse=True)
-    segment_combined = unique_keys % combined_range
+    key = ((batch_index * num_clusters + cluster_label) * SEMANTIC_RANGE + semantic_label) * INSTANCE_RANGE + instance_label
+    key_space = num_images * num_clusters * SEMANTIC_RANGE * INSTANCE_RANGE
+    present = torch.zeros(key_space, dtype=torch.bool, device=key.device).index_fill_(0, key, True)
+    return SegmentKeys(key, present.reshape(num_images, num_clusters, SEMANTIC_RANGE, INSTANCE_RANGE))
+
+
+def labels_in_key_range(semantic_label: Tensor, instance_label: Tensor) -> Tensor:
+    """0-d bool: every semantic label is in ``0..SEMANTIC_RANGE−1`` and every instance label in ``0..INSTANCE_RANGE−1``."""
+    semantic_ok = (semantic_label >= 0) & (semantic_label < SEMANTIC_RANGE)
+    instance_ok = (instance_label >= 0) & (instance_label < INSTANCE_RANGE)
+    return (semantic_ok & instance_ok).all()
+
+
+def build_segments(keys: SegmentKeys, count: int, max_per_image: int) -> Segments:
+    """Number the segments by ascending key and decode their labels (docs/method.md §2.5 step 4; §6 D/E).
+
+    ``count`` and ``max_per_image`` are the values of :meth:`SegmentKeys.num_segments` and
+    :meth:`SegmentKeys.max_segments_per_image`, read by the caller. A pixel's segment id is the dense
+    rank of its key, ``cumsum(present) − 1`` at the key, which is what the release's two-stage
+    ranking (docs/method.md §6 D, then the re-ranking by (image, segment) of §6 E) produces.
+    """
+    index = (torch.cumsum(keys.present.reshape(-1), dim=0) - 1)[keys.key]
+    segment_key = keys.key.new_empty(count).scatter_(0, index, keys.key)
+    num_clusters = keys.present.shape[1]
     return Segments(
         index=index,
-        batch_index=unique_keys // (combined_range * cluster_range),
-        semantic_label=segment_combined // label_divisor,
-        instance_label=segment_combined % label_divisor,
+        batch_index=segment_key // (num_clusters * SEMANTIC_RANGE * INSTANCE_RANGE),
+        semantic_label=segment_key // INSTANCE_RANGE % SEMANTIC_RANGE,
+        instance_label=segment_key % INSTANCE_RANGE,
+        per_image=keys.segments_per_image(),
+        max_per_image=max_per_image,
     )
 
 

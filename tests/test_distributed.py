@@ -23,7 +23,7 @@ FIXTURE_OUTPUTS = {
     "before_fuse_div16": "bef_div16", "contour_div1": "contour_div1", "embedding": "embedding",
     "div1_aug": "div1_aug", "embedding_aug": "embedding_aug",
 }
-FIXTURE_LABELS = ("semantic_label", "instance_label", "contour_sum_label", "image")
+FIXTURE_LABELS = ("semantic_label", "instance_label", "contour_sum_label")
 GATHERED_LOSSES = ("sem_ann_loss", "img_sim_loss", "accuracy")
 
 
@@ -78,18 +78,18 @@ def test_all_gather_cat_joins_uneven_rows_in_rank_order_and_sums_their_gradients
         assert torch.isnan(result["mean"][1]), "a non-finite value on one rank must reach every rank"
 
 
-def fixture_step2(reference_dir: Path, images: slice) -> tuple[dict, dict]:
-    """Step 2 of reference/losses.npz (batch 2) restricted to ``images``, in float64."""
+def fixture_step2(reference_dir: Path, images: slice) -> tuple[dict, dict, torch.Tensor]:
+    """Step 2 of reference/losses.npz (batch 2) restricted to ``images``, in float64: outputs, labels, image."""
     arrays = np.load(reference_dir / "losses.npz")
     outputs = {key: torch.from_numpy(arrays[f"step2_{name}"][images]).double() for key, name in FIXTURE_OUTPUTS.items()}
     labels = {key: torch.from_numpy(arrays[f"step2_{key}"][images]) for key in FIXTURE_LABELS}
-    return outputs, labels
+    return outputs, labels, torch.from_numpy(arrays["step2_image"][images])
 
 
-def objective_step(outputs: dict, labels: dict, gather) -> dict:
+def objective_step(outputs: dict, labels: dict, image: torch.Tensor, gather) -> dict:
     """One objective call; returns the gathered losses, the memory state and d(sem_ann)/d(embedding)."""
     outputs["embedding"].requires_grad_()
-    result = DHFRObjective(gather=gather)(outputs, labels)
+    result = DHFRObjective(gather=gather)(outputs, labels, image)
     result["sem_ann_loss"].backward()
     return {
         "losses": {key: result[key].detach() for key in GATHERED_LOSSES},
@@ -132,4 +132,4 @@ def test_two_cpu_processes_train_one_step_through_the_launcher(repo_root, tmp_pa
     assert "batches of 1 per epoch and process, 2 process(es)" in run.stderr
     state = torch.load(tmp_path / "snapshot" / "stage1" / "model-0.state.pth", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng"]) == 2
-    assert state["memory_bank"][0]["prototype_batch_index"].max() == 2 + 1, "both images' prototypes, shifted by 2"
+    assert state["memory_bank"]["entries"][0]["prototype_batch_index"].max() == 2 + 1, "both images' prototypes, shifted by 2"

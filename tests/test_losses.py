@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from spml.clustering import INSTANCE_RANGE
 from spml.losses import DHFRObjective, MemoryBank
 from spml.losses import prototype_accuracy as accuracy_module
 from spml.losses.hypersphere import semantic_annotation_loss
@@ -19,7 +20,7 @@ LOSS_KEYS = ("sem_ann_loss", "img_sim_loss", "partedCE_loss", "ssc_loss", "smo_l
 
 
 def synthetic_batch(num_images: int = 2, size: int = 64, grid: int = 16, dim: int = 8, seed: int = 0):
-    """Random network outputs (leaf tensors) and labels with fg/bg scribble bands and unknown elsewhere."""
+    """Random network outputs (leaf tensors), labels with fg/bg scribble bands and unknown elsewhere, and the image."""
     generator = torch.Generator().manual_seed(seed)
 
     def probability(*shape):
@@ -35,9 +36,8 @@ def synthetic_batch(num_images: int = 2, size: int = 64, grid: int = 16, dim: in
         "semantic_label": semantic,
         "instance_label": torch.randint(2, 40, (num_images, size, size), generator=generator),
         "contour_sum_label": torch.rand(num_images, size, size, generator=generator),
-        "image": torch.randn(num_images, 3, size, size, generator=generator),
     }
-    return outputs, labels
+    return outputs, labels, torch.randn(num_images, 3, size, size, generator=generator)
 
 
 def test_scribble_cross_entropy_is_softmax_ce_over_probabilities_as_logits():
@@ -129,7 +129,7 @@ def test_sem_ann_ignores_unknown_pixels_and_prototypes():
     pixels = torch.nn.functional.normalize(torch.randn(6, 4, dtype=torch.float64), dim=-1)
     prototypes = torch.nn.functional.normalize(torch.randn(4, 4, dtype=torch.float64), dim=-1)
     pixel_label, own, prototype_label = torch.tensor([0, 1, 0, 1, 0, 1]), torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([0, 1, 0, 1])
-    base = semantic_annotation_loss(pixels, pixel_label, own, prototypes, prototype_label, 2, 6.0, 0.5)
+    base = semantic_annotation_loss(pixels, pixel_label, own, prototypes, prototype_label, 2, 6.0, 0.5, num_kept_pixels=6, num_kept_prototypes=4)
     # An unknown prototype in front shifts every own index by one; an unknown pixel owns it.
     extra = torch.nn.functional.normalize(torch.randn(1, 4, dtype=torch.float64), dim=-1)
     with_unknown = semantic_annotation_loss(
@@ -141,6 +141,8 @@ def test_sem_ann_ignores_unknown_pixels_and_prototypes():
         2,
         6.0,
         0.5,
+        num_kept_pixels=6,
+        num_kept_prototypes=4,
     )
     torch.testing.assert_close(with_unknown, base, rtol=1e-12, atol=0)
 
@@ -193,23 +195,52 @@ def test_memory_bank_of_size_zero_keeps_nothing_and_rejects_incomplete_states():
         MemoryBank().push({key: value for key, value in memory_state(1).items() if key != "prototype_aug"})
 
 
+def test_memory_bank_state_dict_round_trip_keeps_entries_and_later_pushes_identical():
+    memory, restored = MemoryBank(size=2), MemoryBank(size=2)
+    for step in (1, 2):
+        memory.push(memory_state(step))
+    restored.load_state_dict(memory.state_dict())
+    memory.push(memory_state(3))
+    restored.push(memory_state(3))
+    for ours, theirs in zip(memory.entries, restored.entries, strict=True):
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+    smaller = MemoryBank(size=1)
+    smaller.load_state_dict(memory.state_dict())
+    assert len(smaller) == 1 and smaller.entries[0]["prototype"][0, 0] == 3
+    with pytest.raises(KeyError, match="prototype_aug"):
+        MemoryBank().load_state_dict({"entries": [{key: value for key, value in memory.entries[0].items() if key != "prototype_aug"}]})
+
+
+def test_memory_bank_takes_the_batch_size_as_a_python_int():
+    with pytest.raises(TypeError, match="batch_size"):
+        MemoryBank().push({**memory_state(1), "batch_size": torch.tensor(2)})
+
+
 @pytest.mark.parametrize("missing_class", [0, 1, None], ids=["no-background", "no-foreground", "no-scribble"])
 def test_objective_is_finite_when_a_scribble_class_is_missing(missing_class):
-    outputs, labels = synthetic_batch()
+    outputs, labels, image = synthetic_batch()
     semantic = labels["semantic_label"]
     labels["semantic_label"] = torch.where(semantic != 2, 2, semantic) if missing_class is None else torch.where(semantic == missing_class, 2, semantic)
-    result = DHFRObjective()(outputs, labels)
+    result = DHFRObjective()(outputs, labels, image)
     for key in (*LOSS_KEYS, "loss", "accuracy"):
         assert torch.isfinite(result[key]), key
         assert result[key].dim() == 0
 
 
+def test_objective_rejects_instance_labels_beyond_the_key_range():
+    outputs, labels, image = synthetic_batch()
+    labels["instance_label"][0, 0, 0] = INSTANCE_RANGE
+    with pytest.raises(ValueError, match="instance labels in 0..256"):
+        DHFRObjective()(outputs, labels, image)
+
+
 def test_objective_gradients_reach_embeddings_and_every_side_output():
-    outputs, labels = synthetic_batch()
+    outputs, labels, image = synthetic_batch()
     memory = MemoryBank()
     objective = DHFRObjective()
-    memory.push(objective(outputs, labels)["memory_state"])
-    objective(outputs, labels, memory)["loss"].backward()
+    memory.push(objective(outputs, labels, image)["memory_state"])
+    objective(outputs, labels, image, memory)["loss"].backward()
     for name, tensor in outputs.items():
         assert tensor.grad is not None, name
         assert torch.isfinite(tensor.grad).all(), name
@@ -217,8 +248,8 @@ def test_objective_gradients_reach_embeddings_and_every_side_output():
 
 
 def test_objective_memory_state_is_detached_and_counts_the_batch():
-    outputs, labels = synthetic_batch(num_images=3)
-    state = DHFRObjective()(outputs, labels)["memory_state"]
+    outputs, labels, image = synthetic_batch(num_images=3)
+    state = DHFRObjective()(outputs, labels, image)["memory_state"]
     assert state["batch_size"] == 3
     assert not state["prototype"].requires_grad and not state["prototype_aug"].requires_grad
     assert set(state["prototype_batch_index"].tolist()) == {0, 1, 2}

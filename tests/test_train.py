@@ -61,7 +61,7 @@ def test_checkpoints_at_the_snapshot_step_and_the_last_iteration_load_strictly(t
     assert state["iteration"] == 2
     assert {int(entry["step"]) for entry in state["optimizer"]["state"].values()} == {3}
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
-    assert len(state["memory_bank"]) == 2
+    assert len(state["memory_bank"]["entries"]) == 2
 
 
 def test_config_is_filled_from_the_environment(three_iterations, dataset):

@@ -63,7 +63,7 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_run(repo_root, dataset,
         for key, value in state.items():
             assert torch.equal(actual["optimizer"]["state"][index][key], value), (index, key)
     assert actual["optimizer"]["param_groups"] == expected["optimizer"]["param_groups"]
-    for entry, expected_entry in zip(actual["memory_bank"], expected["memory_bank"], strict=True):
+    for entry, expected_entry in zip(actual["memory_bank"]["entries"], expected["memory_bank"]["entries"], strict=True):
         assert all(torch.equal(entry[key], value) for key, value in expected_entry.items())
     weights = [torch.load(root / "stage1" / "model-3.pth", weights_only=True)["embedding_model"]
                for root in (straight, interrupted)]

@@ -45,7 +45,7 @@ from lib.profiling import count_host_syncs
 from network import build_model
 from network.cuda_graphs import GraphedEval, graphed_training_forward
 from network.precision import PRECISIONS, set_float32_precision
-from spml.clustering import grid_initial_labels, pixel_features, resize_labels, segment_prototypes, spherical_kmeans
+from spml.clustering import grid_initial_labels, grid_num_clusters, pixel_features, resize_labels, segment_prototypes, spherical_kmeans
 from spml.config import default_config
 from spml.losses import DHFRObjective
 from spml.losses.hypersphere import semantic_annotation_loss
@@ -72,8 +72,8 @@ def _smooth_field(generator: torch.Generator, batch_size: int, channels: int, si
     return F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
 
 
-def synthetic_objective_inputs(batch_size: int, device: torch.device, seed: int = 0) -> tuple[dict, dict]:
-    """Network outputs (leaf tensors requiring grad) and labels shaped like a training batch.
+def synthetic_objective_inputs(batch_size: int, device: torch.device, seed: int = 0) -> tuple[dict, dict, torch.Tensor]:
+    """Network outputs (leaf tensors requiring grad), labels and the image, shaped like a training batch.
 
     Embeddings and instance labels are smooth random fields (instance: mostly low values, like
     an edge map, quantised to 2..200),
@@ -96,12 +96,12 @@ def synthetic_objective_inputs(batch_size: int, device: torch.device, seed: int 
         "semantic_label": semantic,
         "instance_label": (2 + 4 * (49 * field.squeeze(1) ** 4).round()).long(),
         "contour_sum_label": torch.rand(batch_size, INPUT_SIZE, INPUT_SIZE, generator=generator),
-        "image": torch.randn(batch_size, 3, INPUT_SIZE, INPUT_SIZE, generator=generator),
     }
-    return outputs, {name: tensor.to(device) for name, tensor in labels.items()}
+    image = torch.randn(batch_size, 3, INPUT_SIZE, INPUT_SIZE, generator=generator)
+    return outputs, {name: tensor.to(device) for name, tensor in labels.items()}, image.to(device)
 
 
-def looped_objective(outputs: dict, labels: dict) -> dict:
+def looped_objective(outputs: dict, labels: dict, image: torch.Tensor) -> dict:
     """The straightforward formulation, for timing only: k-means, segments and img_sim image by image,
     with the autograd-differentiated reference :func:`~spml.losses.segsort.segsort_loss`.
 
@@ -112,14 +112,15 @@ def looped_objective(outputs: dict, labels: dict) -> dict:
     net, weights = config.network, config.loss
     embedding = outputs["embedding"]
     num_images, _, height, width = embedding.shape
-    initial = grid_initial_labels(height, width, tuple(net.kmeans_num_clusters), device=embedding.device)
+    grid = tuple(net.kmeans_num_clusters)
+    initial = grid_initial_labels(height, width, grid, device=embedding.device)
     semantic, instance = (resize_labels(labels[key], (height, width)) for key in ("semantic_label", "instance_label"))
     pixels, own, prototypes, prototype_labels, img_sim = [], [], [], [], 0.0
     for pass_embedding in (embedding, outputs["embedding_aug"]):
-        for image in range(num_images):
-            z, zl = (t.squeeze(0) for t in pixel_features(pass_embedding[image : image + 1]))
-            clusters = spherical_kmeans(zl.detach().unsqueeze(0), initial, net.kmeans_iterations).squeeze(0)
-            combined = semantic[image].reshape(-1) * net.label_divisor + instance[image].reshape(-1)
+        for position in range(num_images):
+            z, zl = (t.squeeze(0) for t in pixel_features(pass_embedding[position : position + 1]))
+            clusters = spherical_kmeans(zl.detach().unsqueeze(0), initial, grid_num_clusters(height, width, grid), net.kmeans_iterations).squeeze(0)
+            combined = semantic[position].reshape(-1) * net.label_divisor + instance[position].reshape(-1)
             combined_range = int(combined.max()) + 1
             keys, index = torch.unique(clusters * combined_range + combined, return_inverse=True)
             segment_label = keys % combined_range
@@ -129,7 +130,7 @@ def looped_objective(outputs: dict, labels: dict) -> dict:
             prototype_labels.append(segment_label // net.label_divisor)
             per_pixel = segsort_loss(
                 zl.unsqueeze(0),
-                instance[image].reshape(1, -1),
+                instance[position].reshape(1, -1),
                 index.unsqueeze(0),
                 segment_prototypes(zl, index, len(keys)).unsqueeze(0),
                 (segment_label % net.label_divisor).unsqueeze(0),
@@ -139,14 +140,16 @@ def looped_objective(outputs: dict, labels: dict) -> dict:
             )
             img_sim = img_sim + per_pixel.mean() / num_images
     all_prototypes, all_labels = torch.cat(prototypes), torch.cat(prototype_labels)
+    num_classes = config.dataset.num_classes
     sem_ann = semantic_annotation_loss(
         torch.cat(pixels), semantic.reshape(-1).repeat(2), torch.cat(own), all_prototypes, all_labels,
-        config.dataset.num_classes, weights.sem_ann_concentration, weights.margin, segsort=segsort_loss,
+        num_classes, weights.sem_ann_concentration, weights.margin, segsort=segsort_loss,
+        num_kept_pixels=2 * int((semantic < num_classes).sum()), num_kept_prototypes=int((all_labels < num_classes).sum()),
     )
     losses = {
         "sem_ann_loss": weights.sem_ann_loss_weight * sem_ann,
         "img_sim_loss": weights.img_sim_loss_weight * img_sim,
-        **saliency_losses(outputs, labels, weights),
+        **saliency_losses(outputs, labels, image, weights),
     }
     return {**losses, "loss": sum(losses.values()), "accuracy": prototype_accuracy(all_prototypes.detach(), all_labels)}
 
@@ -156,14 +159,15 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_forward_backward(objective: Callable[[dict, dict], dict], outputs: dict, labels: dict, repeats: int) -> tuple[float, float]:
+def _time_forward_backward(objective: Callable[[dict, dict, torch.Tensor], dict], outputs: dict, labels: dict, image: torch.Tensor,
+                           repeats: int) -> tuple[float, float]:
     """Median seconds of ``objective(...)["loss"].backward()`` over ``repeats`` runs (after one warm-up), and the loss."""
     losses = []
 
     def step() -> None:
         for tensor in outputs.values():
             tensor.grad = None
-        total = objective(outputs, labels)["loss"]
+        total = objective(outputs, labels, image)["loss"]
         total.backward()
         losses.append(float(total.detach()))
 
@@ -176,9 +180,9 @@ def time_objective(devices: list[str], batch_sizes: list[int], repeats: int) -> 
     cases = [(device, batch_size) for device in devices for batch_size in batch_sizes]
     for device_name, batch_size in tqdm(cases, desc="objective", unit="case"):
         device = torch.device(device_name)
-        outputs, labels = synthetic_objective_inputs(batch_size, device)
-        batched_seconds, batched_loss = _time_forward_backward(DHFRObjective().to(device), outputs, labels, repeats)
-        looped_seconds, looped_loss = _time_forward_backward(looped_objective, outputs, labels, repeats)
+        outputs, labels, image = synthetic_objective_inputs(batch_size, device)
+        batched_seconds, batched_loss = _time_forward_backward(DHFRObjective().to(device), outputs, labels, image, repeats)
+        looped_seconds, looped_loss = _time_forward_backward(looped_objective, outputs, labels, image, repeats)
         if abs(batched_loss - looped_loss) > 1e-4 * abs(looped_loss):
             raise RuntimeError(f"batched and looped objective disagree on {device_name}, batch {batch_size}: {batched_loss} vs {looped_loss}")
         rows.append(
@@ -202,8 +206,8 @@ def _median_seconds(step: Callable[[], None], device: torch.device, repeats: int
 
 def _training_batch(batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
     """A loader-like batch on the CPU (pinned for a GPU): synthetic labels, image and depth."""
-    _, labels = synthetic_objective_inputs(batch_size, torch.device("cpu"))
-    batch = {**labels, "depth": torch.rand(batch_size, 3, INPUT_SIZE, INPUT_SIZE)}
+    _, labels, image = synthetic_objective_inputs(batch_size, torch.device("cpu"))
+    batch = {**labels, "image": image, "depth": torch.rand(batch_size, 3, INPUT_SIZE, INPUT_SIZE)}
     return {name: tensor.pin_memory() if device.type == "cuda" else tensor for name, tensor in batch.items()}
 
 
@@ -262,7 +266,7 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
     row = {"device": str(device), "batch_size": batch_size, "mode": "cuda-graph" if graphs else "eager",
            **{f"{name}_ms": 1e3 * statistics.median(values) for name, values in phase_seconds.items()},
            "step_ms": 1e3 * unsynchronised, "steps_per_s": 1 / unsynchronised,
-           "host_syncs": sum(syncs.values()), "host_sync_ops": syncs, "peak_memory_gib": _peak_memory_gib(device)}
+           "host_syncs": sum(syncs.values()), "host_sync_ops": dict(syncs), "peak_memory_gib": _peak_memory_gib(device)}
     row["phases_total_ms"] = sum(row[f"{name}_ms"] for name in PHASES)
     return row
 

@@ -28,30 +28,45 @@ def semantic_annotation_loss(
     num_classes: int,
     concentration: float,
     margin: float,
+    *,
+    num_kept_pixels: int,
+    num_kept_prototypes: int,
     segsort: Callable[..., Tensor] = fused_segsort_loss,
 ) -> Tensor:
     """``sem_ann`` (unweighted): SegSort over the scribbled pixels against every scribbled prototype.
 
     ``pixels`` ``[N, D]`` with scribble class ``pixel_label`` and ``own_prototype`` (row of
     ``prototypes`` ``[P, D]``, labels ``prototype_label``). Pixels and prototypes labelled
-    ``≥ num_classes`` (unknown) are dropped and own indices renumbered to the kept list. The
-    mean over kept pixels; 0 when no pixel is scribbled. ``segsort`` is the SegSort
-    formulation (the benchmark passes the reference :func:`~spml.losses.segsort.segsort_loss`).
+    ``≥ num_classes`` (unknown) are dropped and own indices renumbered to the kept list
+    (docs/method.md §2.5 step 6; §6 G). ``num_kept_pixels`` and ``num_kept_prototypes`` are how
+    many are kept (known to the caller, so no tensor is read back). The mean over kept pixels;
+    0 when no pixel is scribbled. ``segsort`` is the SegSort formulation (the benchmark passes
+    the reference :func:`~spml.losses.segsort.segsort_loss`).
     """
     kept_prototypes = prototype_label < num_classes
     kept_position = torch.cumsum(kept_prototypes, dim=0) - 1
-    kept_pixels = pixel_label < num_classes
+    pixel_rows = true_positions(pixel_label < num_classes, num_kept_pixels)
+    prototype_rows = true_positions(kept_prototypes, num_kept_prototypes)
+    kept_label = prototype_label[prototype_rows]
     per_pixel = segsort(
-        pixels[kept_pixels].unsqueeze(0),
-        pixel_label[kept_pixels].unsqueeze(0),
-        kept_position[own_prototype[kept_pixels]].unsqueeze(0),
-        prototypes[kept_prototypes].unsqueeze(0),
-        prototype_label[kept_prototypes].unsqueeze(0),
-        torch.ones_like(prototype_label[kept_prototypes], dtype=torch.bool).unsqueeze(0),
+        pixels.index_select(0, pixel_rows).unsqueeze(0),
+        pixel_label[pixel_rows].unsqueeze(0),
+        kept_position[own_prototype[pixel_rows]].unsqueeze(0),
+        prototypes.index_select(0, prototype_rows).unsqueeze(0),
+        kept_label.unsqueeze(0),
+        torch.ones_like(kept_label, dtype=torch.bool).unsqueeze(0),
         concentration,
         margin,
     )
-    return per_pixel.sum() / max(per_pixel.numel(), 1)
+    return per_pixel.sum() / max(num_kept_pixels, 1)
+
+
+def true_positions(mask: Tensor, count: int) -> Tensor:
+    """``[count]`` ascending positions where the 1-d ``mask`` holds, ``count`` being their number.
+
+    ``x[true_positions(mask, count)]`` is ``x[mask]`` without the host read of the mask's sum.
+    """
+    return torch.argsort(~mask, stable=True)[:count]
 
 
 def image_similarity_loss(features: Tensor, instance_label: Tensor, segments: Segments, concentration: float, margin: float) -> Tensor:
@@ -66,14 +81,13 @@ def image_similarity_loss(features: Tensor, instance_label: Tensor, segments: Se
     """
     num_images, num_pixels, dim = features.shape
     prototypes = segment_prototypes(features.reshape(-1, dim), segments.index, segments.count)
-    segments_per_image = torch.bincount(segments.batch_index, minlength=num_images)
-    first_segment = torch.cumsum(segments_per_image, dim=0) - segments_per_image
+    first_segment = torch.cumsum(segments.per_image, dim=0) - segments.per_image
     local_index = torch.arange(segments.count, device=features.device) - first_segment[segments.batch_index]
-    max_segments = int(segments_per_image.max())
+    max_segments = segments.max_per_image
     position = (segments.batch_index, local_index)
     padded_prototypes = prototypes.new_zeros(num_images, max_segments, dim).index_put(position, prototypes)
     padded_label = segments.instance_label.new_full((num_images, max_segments), -1).index_put(position, segments.instance_label)
-    valid = torch.arange(max_segments, device=features.device) < segments_per_image.unsqueeze(1)
+    valid = torch.arange(max_segments, device=features.device) < segments.per_image.unsqueeze(1)
     own = local_index[segments.index].reshape(num_images, num_pixels)
     images_per_block = max(1, _block_elements(features.device) // (num_pixels * max_segments))
     blocks = [slice(start, start + images_per_block) for start in range(0, num_images, images_per_block)]

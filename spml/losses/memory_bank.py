@@ -15,9 +15,10 @@ class MemoryBank:
 
     :meth:`push` takes the ``memory_state`` that :class:`~spml.losses.DHFRObjective` returns:
     the ``STATE_KEYS`` tensors and ``batch_size``, the global (gathered) batch size of that
-    step. As in the release's ``train.py``, after appending (and dropping the oldest entry
-    beyond ``size``) every stored ``prototype_batch_index*`` is shifted by that batch size, so
-    stored batch indices never collide with the current step's ``0..B−1``.
+    step as a Python int. As in the release's ``train.py``, after appending (and dropping the
+    oldest entry beyond ``size``) every stored ``prototype_batch_index*`` is shifted by that
+    batch size, so stored batch indices never collide with the current step's ``0..B−1``.
+    Nothing is read back from the device.
     """
 
     def __init__(self, size: int = 2) -> None:
@@ -36,23 +37,29 @@ class MemoryBank:
 
     def push(self, step_state: dict) -> None:
         """Store one step's prototypes (detached copies), drop the oldest beyond ``size``, shift batch indices."""
-        missing = [key for key in (*STATE_KEYS, "batch_size") if key not in step_state]
-        if missing:
-            raise KeyError(f"memory state lacks {', '.join(missing)}")
+        _check_keys(step_state, (*STATE_KEYS, "batch_size"), "memory state")
+        batch_size = step_state["batch_size"]
+        if not isinstance(batch_size, int):
+            raise TypeError(f"memory state batch_size must be a Python int, got {type(batch_size).__name__}")
         self._entries.append({key: step_state[key].detach().clone() for key in STATE_KEYS})
-        del self._entries[: max(len(self._entries) - self.size, 0)]
+        self._keep_newest()
         for entry in self._entries:
             for key in BATCH_INDEX_KEYS:
-                entry[key] = entry[key] + int(step_state["batch_size"])
+                entry[key] = entry[key] + batch_size
 
-    # Placeholder for the objective branch's MemoryBank.state_dict()/load_state_dict().
-    def state_dict(self) -> list[dict[str, Tensor]]:
-        """The stored steps, oldest first (already shifted)."""
-        return self.entries
+    def state_dict(self) -> dict[str, list[dict[str, Tensor]]]:
+        """``{"entries": [...]}``: the stored steps, oldest first, batch indices already shifted."""
+        return {"entries": [dict(entry) for entry in self._entries]}
 
-    def load_state_dict(self, state: list[dict[str, Tensor]]) -> None:
-        """Replace the stored steps by those of :meth:`state_dict`."""
-        self._entries = [dict(entry) for entry in state][-self.size:] if self.size else []
+    def load_state_dict(self, state: dict[str, list[dict[str, Tensor]]]) -> None:
+        """Replace the stored steps by those of a :meth:`state_dict` (the newest ``size`` of them), as they are.
+
+        The tensors are taken on the device they are on: load a checkpoint with ``map_location``.
+        """
+        for entry in state["entries"]:
+            _check_keys(entry, STATE_KEYS, "memory bank entry")
+        self._entries = [{key: entry[key].detach() for key in STATE_KEYS} for entry in state["entries"]]
+        self._keep_newest()
 
     def semantic_prototypes(self) -> tuple[Tensor, Tensor] | None:
         """``(prototypes [M, D], semantic labels [M])`` of all entries: plain ones, then augmented ones.
@@ -67,3 +74,12 @@ class MemoryBank:
             for entry in self._entries
         ]
         return torch.cat([prototype for prototype, _ in pairs]), torch.cat([label for _, label in pairs])
+
+    def _keep_newest(self) -> None:
+        del self._entries[: max(len(self._entries) - self.size, 0)]
+
+
+def _check_keys(state: dict, keys: tuple[str, ...], what: str) -> None:
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise KeyError(f"{what} lacks {', '.join(missing)}")

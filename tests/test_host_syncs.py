@@ -1,0 +1,89 @@
+"""Host-device synchronisation points of a training step, counted on the CPU with torch.profiler.
+
+A sync point is anything that needs a tensor's value on the host: ``aten::_local_scalar_dense``
+(``item()``, ``int(t)``, tensor-valued Python control flow), the ops whose output size depends
+on the data (``nonzero`` behind boolean-mask indexing, ``unique``, ``bincount``,
+``masked_select``) and the Python-level reads ``tolist()``/``item()``/``numpy()``. A step
+(train-mode forward with the augmented pass, the objective with a full memory bank, backward)
+may have at most 3 of them, the training loop's logging read included; the objective reads
+the device once, for all of its data-dependent sizes.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib.profiling import count_host_syncs
+from network import build_model
+from spml.losses import DHFRObjective, MemoryBank
+
+BATCH_SIZE, INPUT_SIZE = 2, 224
+MAX_STEP_SYNCS = 3
+MAX_OBJECTIVE_SYNCS = 1
+
+
+def training_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Image, depth and labels shaped like a real batch: bg/fg scribbles with unknown elsewhere, and
+    smooth edge-map-like instance labels in 1..256 (hundreds of distinct values)."""
+    shape = (BATCH_SIZE, INPUT_SIZE, INPUT_SIZE)
+    semantic = torch.full(shape, 2, dtype=torch.long)
+    semantic[:, 8:24] = 0
+    semantic[:, 100:116, 60:160] = 1
+    field = F.interpolate(torch.rand(BATCH_SIZE, 1, 14, 14, generator=generator), size=INPUT_SIZE, mode="bilinear", align_corners=False)
+    labels = {
+        "semantic_label": semantic,
+        "instance_label": (1 + 255 * field.squeeze(1)).round().long(),
+        "contour_sum_label": torch.rand(shape, generator=generator),
+    }
+    image = torch.randn(BATCH_SIZE, 3, INPUT_SIZE, INPUT_SIZE, generator=generator)
+    return image, torch.rand(BATCH_SIZE, 3, INPUT_SIZE, INPUT_SIZE, generator=generator), labels
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """One train-mode model, a batch, its no-grad outputs and a memory bank holding two steps."""
+    torch.manual_seed(0)
+    image, depth, labels = training_batch(torch.Generator().manual_seed(0))
+    model, objective, memory = build_model().train(), DHFRObjective(), MemoryBank(size=2)
+    with torch.no_grad():
+        outputs = model(image, depth)
+    assert labels["instance_label"].unique().numel() > 200
+    for _ in range(2):
+        memory.push(objective(outputs, labels, image, memory)["memory_state"])
+    return model, objective, memory, image, depth, labels, outputs
+
+
+def test_a_training_step_has_at_most_three_host_syncs(setup):
+    model, objective, memory, image, depth, labels, _ = setup
+
+    def step() -> None:
+        objective(model(image, depth), labels, image, memory)["loss"].backward()
+
+    syncs = count_host_syncs(step)
+    assert sum(syncs.values()) <= MAX_STEP_SYNCS, dict(syncs)
+
+
+def test_the_objective_reads_the_device_once(setup):
+    _, objective, memory, image, _, labels, outputs = setup
+    leaves = {name: output.detach().requires_grad_() for name, output in outputs.items()}
+
+    def step() -> None:
+        objective(leaves, labels, image, memory)["loss"].backward()
+
+    syncs = count_host_syncs(step)
+    assert sum(syncs.values()) <= MAX_OBJECTIVE_SYNCS, dict(syncs)
+
+
+def test_the_counter_sees_item_tolist_and_boolean_indexing():
+    x = torch.arange(6.0)
+
+    def step() -> None:
+        x.sum().item()
+        x.tolist()
+        x[x > 2].sum()
+        int(x.max())
+
+    assert count_host_syncs(step) == Counter({"tolist()": 1, "item()": 1, "aten::nonzero": 1, "aten::_local_scalar_dense": 1})
