@@ -149,7 +149,7 @@ def test_verification_batches_cover_batch_sizes_one_and_two_or_the_fixed_size() 
 @pytest.mark.parametrize("args, message", [
     (["--batch", "0"], "'0' is neither 'dynamic' nor a positive integer"),
     (["--opset", "9"], "argument --opset: invalid choice"),
-    (["--checkpoint", "{missing}"], "checkpoint not found"),
+    (["--checkpoint", "{missing}"], "checkpoint file not found"),
 ])
 def test_bad_arguments_stop_with_one_line_and_status_2(repo_root: Path, tmp_path: Path, args: list[str],
                                                        message: str) -> None:

@@ -1,4 +1,5 @@
-"""DHFRObjective and the clustering against ``reference/losses.npz`` (two steps, memory bank from step 1)."""
+"""DHFRObjective and the clustering against ``reference/losses.npz`` (two steps, memory bank from step 1),
+on the CPU and on CUDA when present."""
 from __future__ import annotations
 
 import numpy as np
@@ -34,6 +35,7 @@ LABEL_KEYS = ("semantic_label", "instance_label", "contour_sum_label")
 # Largest |float32 − float64| of a loss measured on this fixture is 3.3e-7 (ssc); the
 # ../shared/reference/README.md quotes up to 1e-6 for the release's own float32 run.
 FLOAT32_LOSS_ATOL = 1e-6
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +51,38 @@ def step_inputs(fixture, step: int, dtype: torch.dtype) -> tuple[dict, dict, tor
     return outputs, labels, torch.from_numpy(fixture[f"step{step}_image"])
 
 
-def run_two_steps(fixture, dtype: torch.dtype) -> list[dict]:
-    objective, memory, results = DHFRObjective(), MemoryBank(size=2), []
+def run_two_steps(fixture, dtype: torch.dtype, device: torch.device) -> list[dict]:
+    """Both steps on ``device``; every tensor of the results brought back to the CPU."""
+    objective, memory, results = DHFRObjective().to(device), MemoryBank(size=2), []
     for step in (1, 2):
-        result = objective(*step_inputs(fixture, step, dtype), memory=memory)
+        outputs, labels, image = step_inputs(fixture, step, dtype)
+        result = objective({key: value.to(device) for key, value in outputs.items()},
+                           {key: value.to(device) for key, value in labels.items()}, image.to(device), memory=memory)
         memory.push(result["memory_state"])
-        results.append(result)
+        results.append(on_cpu(result))
     return results
 
 
-@pytest.fixture(scope="module")
-def float64_results(fixture):
-    return run_two_steps(fixture, torch.float64)
+def on_cpu(tree: object) -> object:
+    """``tree`` (tensors in dicts) with every tensor detached and on the CPU."""
+    if isinstance(tree, dict):
+        return {key: on_cpu(value) for key, value in tree.items()}
+    return tree.detach().cpu() if torch.is_tensor(tree) else tree
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
 
 
 @pytest.fixture(scope="module")
-def float32_results(fixture):
-    return run_two_steps(fixture, torch.float32)
+def float64_results(fixture, device):
+    return run_two_steps(fixture, torch.float64, device)
+
+
+@pytest.fixture(scope="module")
+def float32_results(fixture, device):
+    return run_two_steps(fixture, torch.float32, device)
 
 
 def assert_same_partition(ours: torch.Tensor, reference: torch.Tensor) -> None:
