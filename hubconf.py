@@ -22,7 +22,7 @@ from torch import nn
 from network import build_model as _build_model, load_checkpoint as _load_checkpoint
 from network.sfnet import INPUT_SIZE
 from spml.training.layout import SNAPSHOT_ROOT, release_checkpoint as _release_checkpoint_path
-from spml.data.image_io import _WIDE_DEPTH_MODES, scale_to_uint8 as _scale_to_uint8
+from spml.data.image_io import depth_to_uint8 as _depth_to_uint8, scale_to_uint8 as _scale_to_uint8
 from spml.data.transforms import eval_inputs as _eval_inputs
 
 dependencies = ["torch", "timm", "numpy", "PIL", "cv2", "yaml"]
@@ -72,7 +72,7 @@ def _depth_u8(depth: ImageLike) -> np.ndarray:
     """HxW uint8 depth; wider than 8 bits (16-bit, integer or float) is min-max scaled to 0..255
     as the data pipeline does with 16-bit depth files (docs/method.md §3.1)."""
     if isinstance(depth, Image.Image):
-        depth = np.asarray(depth) if depth.mode in _WIDE_DEPTH_MODES else depth.convert("L")
+        return _depth_to_uint8(depth)
     depth = np.asarray(depth)
     if depth.ndim == 3 and depth.shape[2] in (3, 4) and depth.dtype == np.uint8:
         return np.asarray(Image.fromarray(depth).convert("L"))

@@ -22,3 +22,9 @@ def float32_tolerances(readme: Path) -> dict[str, float]:
     section = readme.read_text().split("**Float32 tolerance.**", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (\w+) \| ([0-9.]+e-?\d+)", section, flags=re.MULTILINE)
     return {name: float(value) for name, value in rows}
+
+
+def float32_loss_tolerance(readme: Path) -> float:
+    """Largest |float32 − float64| of a loss in the reference's float32 run of the loss pipeline (README §6)."""
+    section = readme.read_text().split("**Float32 tolerance for the loss pipeline.**", 1)[1]
+    return float(re.search(r"differed from the float64 ones by at most ([0-9.]+e-?\d+)", section.replace("\n", " ")).group(1))

@@ -96,6 +96,7 @@ def run(repo_root: Path, shared_data_dir: Path, methods: dict[str, Path], tmp_pa
     return out, process
 
 
+@pytest.mark.slow  # runs the tool in a subprocess
 def test_per_image_scores_equal_the_pysodmetrics_fixture(run, fixture_scores: dict) -> None:
     out, _ = run
     per_image = json.loads((out / "DES/per_image.json").read_text())
@@ -105,6 +106,7 @@ def test_per_image_scores_equal_the_pysodmetrics_fixture(run, fixture_scores: di
         assert per_image["JLDCF"][name]["n"] == 1
 
 
+@pytest.mark.slow  # runs the tool in a subprocess
 def test_set_row_equals_the_pysodmetrics_aggregate(run, fixture_scores: dict) -> None:
     out, _ = run
     table = json.loads((out / "DES/scores.json").read_text())
@@ -114,6 +116,7 @@ def test_set_row_equals_the_pysodmetrics_aggregate(run, fixture_scores: dict) ->
     assert table["JLDCF"]["n"] == 5 and all(table["JLDCF"][kind] == 0 for kind in PROBLEM_KINDS)
 
 
+@pytest.mark.slow  # runs the tool in a subprocess
 def test_second_method_is_scored_beside_with_its_problems_counted(run, des: Path, methods: dict[str, Path]) -> None:
     out, _ = run
     row = json.loads((out / "DES/scores.json").read_text())["partial"]
@@ -130,6 +133,7 @@ def test_second_method_is_scored_beside_with_its_problems_counted(run, des: Path
     assert problems["resized"] == [{"file": RESIZED, "map_size": [240, 320], "gt_size": [480, 640]}]
 
 
+@pytest.mark.slow  # runs the tool in a subprocess
 def test_tables_and_curves_are_written_per_set_and_report_every_problem(run) -> None:
     out, process = run
     rows = list(csv.DictReader((out / "DES/scores.csv").open()))
@@ -145,6 +149,7 @@ def test_tables_and_curves_are_written_per_set_and_report_every_problem(run) -> 
     assert not list(out.rglob(".*.tmp"))
 
 
+@pytest.mark.slow  # runs the tool in a subprocess
 def test_a_method_without_the_set_shows_a_dash(run) -> None:
     out, _ = run
     table = json.loads((out / "NJU2K/scores.json").read_text())
@@ -184,6 +189,7 @@ def test_a_folder_per_set_is_taken_as_it_is(repo_root: Path, shared_data_dir: Pa
     assert "SSD / JLDCF: no folder given for SSD: all 3 maps missing" in report
 
 
+@pytest.mark.slow  # runs the tool in a subprocess
 def test_launcher_passes_options_and_fills_defaults(repo_root: Path, des: Path, methods: dict[str, Path],
                                                     tmp_path: Path) -> None:
     shutil.copytree(des / "GT", tmp_path / "gt/DES/GT")
@@ -194,6 +200,7 @@ def test_launcher_passes_options_and_fills_defaults(repo_root: Path, des: Path, 
     assert json.loads((tmp_path / "out/DES/scores.json").read_text())["JLDCF"]["n"] == 5
 
 
+@pytest.mark.slow  # runs the tool in a subprocess
 @pytest.mark.parametrize("args, message", [
     (["--method", "JLDCF"], "--method 'JLDCF': expected NAME=DIR"),
     (["--method", "a|b={JLDCF}"], "NAME must be"),

@@ -107,8 +107,16 @@ def _twenty_losses(graphs: bool) -> list[list[float]]:
     return losses
 
 
-def test_twenty_graphed_steps_give_the_eager_losses():
-    eager, graphed = np.array(_twenty_losses(False)), np.array(_twenty_losses(True))
-    relative = np.abs(graphed - eager) / np.maximum(np.abs(eager), 1e-12)
-    print(f"max relative difference of the logged values over 20 steps: {relative.max():.3g}")
-    assert relative.max() <= 1e-4
+def test_twenty_graphed_steps_follow_the_eager_run_within_its_own_run_to_run_noise():
+    """Graph replay runs the eager kernels: the first two steps agree to float rounding. Later steps
+    drift apart, but CUDA's atomic-add backward kernels (bilinear upsampling, index_add) make two
+    eager runs drift as much (2.8e-3 over 20 steps on an H100), so that is the bound."""
+    eager, eager_again, graphed = (np.array(_twenty_losses(graphs)) for graphs in (False, False, True))
+
+    def relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.abs(a - b) / np.maximum(np.abs(b), 1e-12)
+
+    noise, difference = relative(eager_again, eager), relative(graphed, eager)
+    print(f"max relative difference over 20 steps: eager/eager {noise.max():.3g}, graph/eager {difference.max():.3g}")
+    assert difference[:2].max() <= 1e-6
+    assert difference.max() <= max(1e-4, 2 * noise.max())

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from spml.data import DataError
-from spml.data.lists import (TRAIN_FOLDERS, TestSample, default_test_list, default_train_list,
-                             ensure_train_list, read_test_list, read_train_list, scan_test_sets,
-                             scan_train_samples, write_test_list, write_train_list)
+from spml.data.lists import (TRAIN_FOLDERS, default_train_list, ensure_train_list, read_train_list,
+                             scan_test_sets, scan_train_samples, write_train_list)
 
 EXTENSIONS = {"rgb": ".jpg", "depth": ".bmp", "scribble": ".png", "hed": ".jpg", "contour": ".png"}
 
@@ -36,17 +35,6 @@ def test_train_list_round_trip(tmp_path):
     assert read_train_list(default_train_list(root), root) == samples
 
 
-def test_test_list_round_trip_with_and_without_gt(tmp_path):
-    for name in ("x.jpg", "x.png", "x_gt.png"):
-        (tmp_path / name).touch()
-    samples = [TestSample(tmp_path / "x.jpg", tmp_path / "x.png", tmp_path / "x_gt.png"),
-               TestSample(tmp_path / "x.jpg", tmp_path / "x.png", None)]
-    list_path = default_test_list(tmp_path, "SET")
-    write_test_list(samples, list_path, tmp_path)
-    assert [len(line.split()) for line in list_path.read_text().splitlines()] == [3, 2]
-    assert read_test_list(list_path, tmp_path) == samples
-
-
 @pytest.mark.parametrize("bad_line, message", [
     ("sod/RGB_Train/a.jpg sod/Depth_Train/a.bmp", r"train.txt:2: expected 5 columns"),
     ("sod/RGB_Train/a.jpg sod/Depth_Train/a.bmp sod/scribble_tip/a.png sod/hed/a.jpg sod/contours_sum/zz.png",
@@ -60,12 +48,6 @@ def test_bad_train_list_lines_name_file_and_line(tmp_path, bad_line, message):
     with pytest.raises(DataError, match=message):
         read_train_list(list_path, root)
 
-
-def test_bad_test_list_columns_name_file_and_line(tmp_path):
-    list_path = tmp_path / "test_SET.txt"
-    list_path.write_text("only_one_column.jpg\n")
-    with pytest.raises(DataError, match=r"test_SET.txt:1: expected 3 columns"):
-        read_test_list(list_path, tmp_path)
 
 
 def test_empty_list_names_the_list(tmp_path):

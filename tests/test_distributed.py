@@ -1,7 +1,7 @@
 """lib.distributed: the variable-length all-gather and the objective's prototypes across processes.
 
 Two CPU processes (gloo) each hold half of a batch; what they gather must equal one
-process holding the whole batch (docs/method.md §2 item 8: prototypes are gathered across GPUs).
+process holding the whole batch (docs/method.md §2.5 step 8: prototypes are gathered across GPUs).
 """
 from __future__ import annotations
 

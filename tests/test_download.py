@@ -302,6 +302,7 @@ def test_the_dataset_is_unpacked_under_dataroot_and_listed(tmp_path, mirror, top
     assert capsys.readouterr().out.startswith("dataset: skipped")
 
 
+@pytest.mark.slow  # the shell launcher in a subprocess
 def test_results_land_through_the_shell_launcher(tmp_path, mirror, repo_root):
     url, files = mirror
     root = tmp_path / "root"

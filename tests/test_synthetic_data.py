@@ -12,10 +12,13 @@ from torch.utils.data import DataLoader
 
 from spml.data.datasets import RGBDTestDataset, ScribbleTrainDataset, seed_worker
 from spml.data.image_io import read_depth, read_gray, read_rgb
-from spml.data.lists import default_test_list, default_train_list, read_test_list, read_train_list
+from spml.data.lists import default_train_list, read_train_list, scan_test_sets
 from spml.data.synthetic import make_scene
 
 NUM_TRAIN, NUM_TEST = 3, 2
+
+
+pytestmark = pytest.mark.slow  # the generator runs as a subprocess
 
 
 def generate(repo_root: Path, root: Path, num_train: int, seed: int) -> Path:
@@ -44,7 +47,9 @@ def test_release_layout_and_lists(synthetic_root):
     for set_name in test_sets:
         for folder, extension in {"RGB": ".jpg", "depth": ".bmp", "GT": ".png"}.items():
             assert sorted(path.suffix for path in (sod / "Test" / set_name / folder).iterdir()) == [extension] * NUM_TEST
-        assert len(read_test_list(default_test_list(synthetic_root, set_name), synthetic_root)) == NUM_TEST
+    assert {name: len(samples) for name, samples in scan_test_sets(synthetic_root).items()} == {
+        name: NUM_TEST for name in test_sets}
+    assert not list((synthetic_root / "lists").glob("test_*")), "test sets are scanned, not listed"
     assert len(read_train_list(default_train_list(synthetic_root), synthetic_root)) == NUM_TRAIN
 
 
@@ -55,7 +60,7 @@ def test_scenes_are_learnable_and_annotated(synthetic_root):
         assert set(np.unique(scribble)) == {0, 1, 2}
         assert read_gray(sample.hed).max() > 0 and read_gray(sample.contour).max() > 0
     for set_name in ("SYN-A", "SYN-B"):
-        for sample in read_test_list(default_test_list(synthetic_root, set_name), synthetic_root):
+        for sample in scan_test_sets(synthetic_root)[set_name]:
             gt = read_gray(sample.gt) > 127
             rgb, depth = read_rgb(sample.rgb).astype(float), read_depth(sample.depth).astype(float)
             sizes.add(gt.shape)
@@ -94,7 +99,7 @@ def test_worker_augmentation_follows_the_loader_seed(synthetic_root):
 
 
 def test_eval_dataloader_batches(synthetic_root):
-    samples = read_test_list(default_test_list(synthetic_root, "SYN-A"), synthetic_root)
+    samples = scan_test_sets(synthetic_root)["SYN-A"]
     batch = next(iter(DataLoader(RGBDTestDataset(samples), batch_size=2, num_workers=0)))
     assert batch["image"].shape == batch["depth"].shape == (2, 3, 224, 224)
     assert batch["index"].tolist() == [0, 1]

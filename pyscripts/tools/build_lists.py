@@ -1,11 +1,11 @@
-"""Scan a data root in the release layout and (re)write its list files (docs/method.md §3.1).
+"""Scan a data root in the release layout and (re)write its training list (docs/method.md §3.1).
 
 Usage: python pyscripts/tools/build_lists.py --root DIR [--train-list PATH]
 
 Training samples (``DIR/sod/RGB_Train`` ...) go to ``DIR/lists/train.txt`` (or
-``--train-list``); every test set (``DIR/sod/Test/<SET>`` or ``DIR/<SET>`` with ``RGB/`` and
-``depth/``) to ``DIR/lists/test_<SET>.txt``. Files are paired by stem; unpaired stems are
-reported as warnings and left out. Existing lists are overwritten (atomically).
+``--train-list``). Files are paired by stem; unpaired stems are reported as warnings and left
+out. An existing list is overwritten (atomically). Test sets need no list: test score and
+predict scan ``DIR/sod/Test/<SET>`` (or ``DIR/<SET>``) themselves.
 """
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from spml.data.lists import (TRAIN_FOLDERS, default_test_list, default_train_list, scan_test_sets,
-                             scan_train_samples, write_test_list, write_train_list)
+from spml.data.lists import TRAIN_FOLDERS, default_train_list, scan_train_samples, write_train_list
 
 
 def main() -> None:
@@ -30,20 +29,12 @@ def main() -> None:
     if not args.root.is_dir():
         parser.error(f"data root not found: {args.root}")
 
-    written = []
-    if (args.root / TRAIN_FOLDERS["rgb"]).is_dir():
-        samples = scan_train_samples(args.root)
-        train_list = args.train_list or default_train_list(args.root)
-        write_train_list(samples, train_list, args.root)
-        written.append(f"{train_list} ({len(samples)} training samples)")
-    for set_name, samples in scan_test_sets(args.root).items():
-        test_list = default_test_list(args.root, set_name)
-        write_test_list(samples, test_list, args.root)
-        with_gt = "with GT" if samples[0].gt is not None else "without GT"
-        written.append(f"{test_list} ({len(samples)} test samples, {with_gt})")
-    if not written:
-        sys.exit(f"error: no training folder {args.root / TRAIN_FOLDERS['rgb']} and no test set under {args.root}")
-    print("wrote " + "; ".join(written))
+    if not (args.root / TRAIN_FOLDERS["rgb"]).is_dir():
+        sys.exit(f"error: no training folder {args.root / TRAIN_FOLDERS['rgb']}")
+    samples = scan_train_samples(args.root)
+    train_list = args.train_list or default_train_list(args.root)
+    write_train_list(samples, train_list, args.root)
+    print(f"wrote {train_list} ({len(samples)} training samples)")
 
 
 if __name__ == "__main__":

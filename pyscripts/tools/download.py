@@ -40,7 +40,7 @@ from lib.download import (DownloadError, copy_download, extract_archive, gdrive_
 from spml.config import TEST_SETS, default_config, save_config
 from spml.training.layout import CONFIG_NAME, IMAGENET_WEIGHTS, release_checkpoint, release_snapshot_dir
 from spml.data import DataError
-from spml.data.lists import ensure_test_lists, ensure_train_list, scan_test_sets, scan_train_samples
+from spml.data.lists import ensure_train_list, scan_test_sets, scan_train_samples
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIRROR_ENV = "DHFR_MIRROR"
@@ -256,17 +256,16 @@ def install_model(layout: Layout, mirror: str | None) -> str:
 
 
 def install_dataset(layout: Layout, mirror: str | None) -> str:
-    """The data under ``dataroot/sod``, then the train and test lists under ``dataroot/lists``."""
+    """The data under ``dataroot/sod``, then the training list ``dataroot/lists/train.txt``."""
     sod = layout.data_root / "sod"
     message = install_archive(sod, SOURCES["dataset"], mirror,
                               unpacked_content=lambda scratch: dataset_content(scratch) / "sod",
                               verify=lambda folder: verify_dataset(folder.parent))
     try:
-        ensure_train_list(layout.data_root)
-        test_lists = ensure_test_lists(layout.data_root)
+        train_list = ensure_train_list(layout.data_root)
     except DataError as error:
-        raise DownloadError(f"cannot build the list files: {error}") from None
-    return f"{message}; lists in {layout.data_root / 'lists'} (train + {len(test_lists)} test sets)"
+        raise DownloadError(f"cannot build the training list: {error}") from None
+    return f"{message}; training list {train_list}"
 
 
 def install_results(layout: Layout, mirror: str | None) -> str:

@@ -1,11 +1,11 @@
-"""Write a small synthetic scribble RGB-D dataset in the release layout, with its list files.
+"""Write a small synthetic scribble RGB-D dataset in the release layout, with its training list.
 
 Usage: python pyscripts/tools/make_synthetic_data.py --root DIR [--num-train N] [--num-test N] [--seed S]
 
 Layout (as the release's data root): ``DIR/sod/RGB_Train/*.jpg``, ``Depth_Train/*.bmp``,
 ``scribble_tip/*.png`` (0/1/2), ``hed/*.jpg``, ``contours_sum/*.png`` and
 ``DIR/sod/Test/<SET>/{RGB/*.jpg, depth/*.bmp, GT/*.png}`` for the sets SYN-A and SYN-B;
-lists in ``DIR/lists/``. Scene i of a split depends only on (seed, split, i), so the same
+training list ``DIR/lists/train.txt``. Scene i of a split depends only on (seed, split, i), so the same
 arguments give identical bytes. Every file is written atomically.
 """
 from __future__ import annotations
@@ -21,8 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spml.data.image_io import write_image
-from spml.data.lists import (TEST_FOLDERS, TRAIN_FOLDERS, TestSample, TrainSample, default_test_list,
-                             default_train_list, write_test_list, write_train_list)
+from spml.data.lists import TEST_FOLDERS, TRAIN_FOLDERS, TestSample, TrainSample, default_train_list, write_train_list
 from spml.data.synthetic import make_scene
 
 TEST_SET_NAMES = ("SYN-A", "SYN-B")
@@ -75,15 +74,14 @@ def main() -> None:
 
     root = args.root.resolve()
     train = write_train_split(root, args.num_train, args.seed)
-    # Lists are written from what was just generated (not by scanning), so re-running into an
+    # The list is written from what was just generated (not by scanning), so re-running into an
     # existing root with other counts never lists stale files.
     write_train_list(train, default_train_list(root), root)
     for split, set_name in enumerate(TEST_SET_NAMES, start=1):
-        samples = write_test_split(root / "sod" / "Test" / set_name, split, args.num_test, args.seed)
-        write_test_list(samples, default_test_list(root, set_name), root)
+        write_test_split(root / "sod" / "Test" / set_name, split, args.num_test, args.seed)
     print(f"wrote {args.num_train} training scenes and {len(TEST_SET_NAMES)} test sets "
           f"({', '.join(TEST_SET_NAMES)}) x {args.num_test} scenes under {root / 'sod'} "
-          f"(seed {args.seed}), lists in {root / 'lists'}")
+          f"(seed {args.seed}), training list {default_train_list(root)}")
 
 
 if __name__ == "__main__":

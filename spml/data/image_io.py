@@ -79,13 +79,19 @@ def scale_to_uint8(values: np.ndarray) -> np.ndarray:
     return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
+def depth_to_uint8(image: Image.Image) -> np.ndarray:
+    """HxW uint8 depth of an opened image; wider-than-8-bit depth is min-max scaled per image (docs/method.md §3.1)."""
+    if image.mode in _WIDE_DEPTH_MODES:
+        return scale_to_uint8(np.asarray(image))
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
 def read_depth(path: str | os.PathLike) -> np.ndarray:
-    """HxW uint8 depth; wider-than-8-bit depth is min-max scaled per image (docs/method.md §3.1)."""
+    """HxW uint8 depth read with :func:`depth_to_uint8`; the scaling of wide depth is logged once per file."""
     image = _open(path)
     if image.mode in _WIDE_DEPTH_MODES:
         log_repair_once(path, f"{image.mode} depth min-max scaled to 0..255")
-        return scale_to_uint8(np.asarray(image))
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+    return depth_to_uint8(image)
 
 
 def read_scribble(path: str | os.PathLike) -> np.ndarray:

@@ -1,9 +1,8 @@
-"""List files of training and test samples, and building them by scanning a data root (docs/method.md §3.1).
+"""The training list file, and finding training and test samples by scanning a data root (docs/method.md §3.1).
 
-A list has one sample per line, space-separated paths relative to the data root:
-training ``rgb depth scribble hed contour``, test ``rgb depth gt`` (a test set without
-ground truth is written, and may be read, with the two columns ``rgb depth``).
-Reading checks every line and every file; an error names ``list:line``.
+The training list has one sample per line, space-separated paths relative to the data root:
+``rgb depth scribble hed contour``. Reading checks every line and every file; an error names
+``list:line``. Test sets have no list: they are scanned.
 
 Scanning pairs the files of the release layout by file stem, whatever their image
 extension: ``sod/RGB_Train``, ``sod/Depth_Train``, ``sod/scribble_tip``, ``sod/hed``,
@@ -51,10 +50,6 @@ def default_train_list(data_root: str | os.PathLike) -> Path:
     return Path(data_root) / "lists" / "train.txt"
 
 
-def default_test_list(data_root: str | os.PathLike, set_name: str) -> Path:
-    return Path(data_root) / "lists" / f"test_{set_name}.txt"
-
-
 # ----------------------------------------------------------------------------- reading
 
 def _read_rows(list_path: Path, data_root: Path, allowed_columns: Sequence[int],
@@ -87,12 +82,6 @@ def read_train_list(list_path: str | os.PathLike, data_root: str | os.PathLike) 
     return [TrainSample(*paths) for _, paths in rows]
 
 
-def read_test_list(list_path: str | os.PathLike, data_root: str | os.PathLike) -> list[TestSample]:
-    """Read a 3-column (or, without ground truth, 2-column) test list."""
-    rows = _read_rows(Path(list_path), Path(data_root), (2, 3), "3 columns 'rgb depth gt' (or 2 without gt)")
-    return [TestSample(paths[0], paths[1], paths[2] if len(paths) == 3 else None) for _, paths in rows]
-
-
 # ----------------------------------------------------------------------------- writing
 
 def _relative(path: Path, data_root: Path) -> str:
@@ -115,12 +104,6 @@ def write_train_list(samples: Sequence[TrainSample], list_path: str | os.PathLik
                      data_root: str | os.PathLike) -> None:
     """Write a training list (atomically) with paths relative to ``data_root``."""
     _write_rows(samples, list_path, data_root)
-
-
-def write_test_list(samples: Sequence[TestSample], list_path: str | os.PathLike,
-                    data_root: str | os.PathLike) -> None:
-    """Write a test list; samples without ground truth get two columns."""
-    _write_rows([[path for path in sample if path is not None] for sample in samples], list_path, data_root)
 
 
 # ----------------------------------------------------------------------------- scanning
@@ -186,7 +169,7 @@ def scan_train_samples(data_root: str | os.PathLike) -> list[TrainSample]:
     return [TrainSample(**files) for files in paired]
 
 
-def _test_set_order(name: str) -> tuple[int, str]:
+def standard_set_order(name: str) -> tuple[int, str]:
     """Standard sets first in ``TEST_SETS`` order, then the others alphabetically."""
     return (TEST_SETS.index(name), "") if name in TEST_SETS else (len(TEST_SETS), name)
 
@@ -200,7 +183,7 @@ def scan_test_sets(data_root: str | os.PathLike) -> dict[str, list[TestSample]]:
     set_folders = [folder for folder in base.iterdir()
                    if (folder / TEST_FOLDERS["rgb"]).is_dir() and (folder / TEST_FOLDERS["depth"]).is_dir()]
     sets: dict[str, list[TestSample]] = {}
-    for folder in sorted(set_folders, key=lambda folder: _test_set_order(folder.name)):
+    for folder in sorted(set_folders, key=lambda folder: standard_set_order(folder.name)):
         roles = [role for role, sub in TEST_FOLDERS.items() if role != "gt" or (folder / sub).is_dir()]
         paired = _pair_and_warn({role: folder / TEST_FOLDERS[role] for role in roles}, folder)
         if not paired:
@@ -219,14 +202,3 @@ def ensure_train_list(data_root: str | os.PathLike, list_path: str | os.PathLike
         write_train_list(samples, path, data_root)
         logger.info("wrote %s (%d samples scanned from %s)", path, len(samples), data_root)
     return path
-
-
-def ensure_test_lists(data_root: str | os.PathLike) -> dict[str, Path]:
-    """The test list of every scanned test set, written by :func:`default_test_list` where absent."""
-    paths = {}
-    for set_name, samples in scan_test_sets(data_root).items():
-        path = default_test_list(data_root, set_name)
-        if not path.is_file():
-            write_test_list(samples, path, data_root)
-        paths[set_name] = path
-    return paths

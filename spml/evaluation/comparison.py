@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from spml.data.errors import DataError
-from spml.data.lists import TEST_FOLDERS, _test_set_order, pair_by_stem
+from spml.data.lists import TEST_FOLDERS, standard_set_order, pair_by_stem
 from spml.evaluation.maps_io import read_ground_truth
 from spml.evaluation.scores import FIELD, SCORE_KEYS, SaliencyScores, ScoreCurves, image_scores, resize_to_ground_truth
 
@@ -143,7 +143,7 @@ def ground_truth_sets(gt_root: str | os.PathLike, names: Sequence[str] | None = 
         return {name: found[name] for name in names}
     if not found:
         raise ComparisonError(f"no <SET>/{GT_FOLDER} folder under {base}")
-    return {name: found[name] for name in sorted(found, key=_test_set_order)}
+    return {name: found[name] for name in sorted(found, key=standard_set_order)}
 
 
 def ground_truth_files(gt_dir: Path) -> dict[str, Path]:
