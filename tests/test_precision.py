@@ -43,3 +43,12 @@ def test_cuda_graphs_refuse_a_cpu_model():
         GraphedEval(model)
     with pytest.raises(ValueError, match="CUDA graphs need the model on a CUDA device"):
         graphed_training_forward(model.train(), batch_size=2)
+
+
+def test_evaluation_on_the_cpu_runs_the_model_in_fp32_only():
+    from spml.evaluation.inference import eval_network
+
+    model = build_model()
+    assert eval_network(model) is model
+    with pytest.raises(ValueError, match="--precision bf16: needs a CUDA device"):
+        eval_network(model, precision="bf16")

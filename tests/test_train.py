@@ -153,7 +153,7 @@ def test_test_score_reads_the_runs_config_and_never_rewrites_it(repo_root, three
     run = launch(repo_root, "cpu", launcher=TEST_SCORE_LAUNCHER, SNAPSHOT_DIR=str(snapshot_dir), DATAROOT=str(dataset),
                  SAVE_DIR=str(tmp_path / "scores"), TEST_NUM_WORKERS="0", LR="1e-3", BATCH_SIZE="4")
     assert run.returncode == 0, run.stderr
-    assert "model-2.pth" in run.stderr, "the run's newest checkpoint is scored"
+    assert "checkpoint:" in run.stdout and "model-2.pth" in run.stdout, "the run's newest checkpoint is scored"
     assert hashlib.sha256(config_path.read_bytes()).hexdigest() == before
     assert config_path.stat().st_mtime_ns == stamp
     assert sorted(path.name for path in snapshot_dir.iterdir()) == [CONFIG_NAME, "stage1"]

@@ -7,18 +7,26 @@
 #   SAVE_DIR    output folder (default: results/<run folder name>/<checkpoint name>_<protocol>)
 #   PROTOCOL    field (scores at the ground truth's resolution) | release (224x224); default: the config's
 #   DATAROOT, TEST_BATCH_SIZE, TEST_NUM_WORKERS (default: the config's)
+#   EAGER=1     on a GPU, run the network eagerly instead of replaying it as a CUDA graph
+#   PRECISION   fp32 (default, exact) | tf32 | bf16 | fp16 (GPU only; see README "GPU fast paths")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bashscripts/sod/common.sh "$@"
 
 settings=$("$PYTHON" pyscripts/tools/fill_config.py test-score) || exit $?
 eval "$settings"
-echo "checkpoint: $CHECKPOINT" >&2
-echo "results: $SAVE_DIR" >&2
+echo "checkpoint: $CHECKPOINT"
+echo "results: $SAVE_DIR"
 
 score_args=(--checkpoint "$CHECKPOINT" --save-dir "$SAVE_DIR" --protocol "$PROTOCOL" --device "$DEVICE")
 if [ -n "$CONFIG" ]; then score_args+=(--config "$CONFIG"); fi
 if [ -n "${DATAROOT:-}" ]; then score_args+=(--data-root "$DATAROOT"); fi
 if [ -n "${TEST_BATCH_SIZE:-}" ]; then score_args+=(--batch-size "$TEST_BATCH_SIZE"); fi
 if [ -n "${TEST_NUM_WORKERS:-}" ]; then score_args+=(--num-workers "$TEST_NUM_WORKERS"); fi
+if [ -n "${PRECISION:-}" ]; then score_args+=(--precision "$PRECISION"); fi
+case "${EAGER:-0}" in
+  0) ;;
+  1) score_args+=(--eager) ;;
+  *) echo "$0: error: EAGER=$EAGER: must be 0 or 1" >&2; exit 2 ;;
+esac
 exec "$PYTHON" pyscripts/benchmark/score_model.py "${score_args[@]}"
