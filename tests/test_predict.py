@@ -126,7 +126,7 @@ def test_bad_input_stops_with_one_line_exit_2_and_writes_nothing(
         "read-only-out": ((rgb_dir, depth_dir, read_only), "read-only"),
         "uncreatable-out": ((rgb_dir, depth_dir, tmp_path / "a-file" / "out"), "is not a folder"),
         "empty-folders": ((empty_rgb, no_images, out), f"no RGB/depth pairs found (images paired by file stem): {empty_rgb} holds 0"),
-        "no-pairs": ((rgb_dir, no_images, out), f"no RGB/depth pairs found"),
+        "no-pairs": ((rgb_dir, no_images, out), "no RGB/depth pairs found"),
         "file-and-folder": ((rgb_dir / "wide.jpg", depth_dir, out), "must both be image files or both folders"),
     }
     if not torch.cuda.is_available():

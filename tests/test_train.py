@@ -186,7 +186,7 @@ def test_resume_refuses_other_settings_and_a_folder_without_checkpoint(repo_root
     assert "MAX_ITERATION 3 → 5" in line and "LR 0.0001 → 0.001" in line and "RESUME_ALLOW_CHANGES=1" in line
     missing = tmp_path / "elsewhere"
     line = error_line(launch(repo_root, "cpu", **{**common, "SNAPSHOT_DIR": str(missing)}, MAX_ITERATION="3"))
-    assert f"no complete checkpoint" in line and str(missing / "stage1") in line
+    assert "no complete checkpoint" in line and str(missing / "stage1") in line
     assert not missing.exists()
 
 
