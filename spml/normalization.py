@@ -6,8 +6,9 @@ and the TensorBoard strip undo it with :func:`denormalize_rgb`.
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
+
+from lib.device_constants import device_constant
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -15,8 +16,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _statistics(like: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and std shaped ``[3, 1, 1]`` in ``like``'s dtype and device (broadcast over a batch)."""
-    mean = torch.as_tensor(IMAGENET_MEAN, dtype=like.dtype, device=like.device).view(3, 1, 1)
-    std = torch.as_tensor(IMAGENET_STD, dtype=like.dtype, device=like.device).view(3, 1, 1)
+    mean = device_constant(IMAGENET_MEAN, like.dtype, like.device).view(3, 1, 1)
+    std = device_constant(IMAGENET_STD, like.dtype, like.device).view(3, 1, 1)
     return mean, std
 
 

@@ -87,3 +87,17 @@ def test_the_counter_sees_item_tolist_and_boolean_indexing():
         int(x.max())
 
     assert count_host_syncs(step) == Counter({"tolist()": 1, "item()": 1, "aten::nonzero": 1, "aten::_local_scalar_dense": 1})
+
+
+def test_after_its_first_step_the_objective_copies_no_constants_to_the_device(setup, monkeypatch):
+    """On a GPU a ``torch.tensor(..., device=)`` copy from host memory waits for the stream, like a
+    host read; the objective's constants (filters, ImageNet statistics) are made once."""
+    _, objective, memory, image, _, labels, outputs = setup
+    leaves = {name: output.detach().requires_grad_() for name, output in outputs.items()}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a constant tensor was built inside the step")
+
+    monkeypatch.setattr(torch, "tensor", refuse)
+    monkeypatch.setattr(torch, "as_tensor", refuse)
+    objective(leaves, labels, image, memory)["loss"].backward()

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lib.device_constants import device_constant
 from spml.normalization import denormalize_rgb
 
 SMOOTHNESS_FACTOR = 0.3
@@ -21,13 +22,13 @@ LAPLACIAN = ((-1, -1, -1), (-1, 8, -1), (-1, -1, -1))
 
 def _filter_responses(x: Tensor) -> Tensor:
     """``|Sobel-x|, |Sobel-y|, |Laplacian|`` of ``[B, 1, H, W]`` maps as ``[B, 3, H, W]`` (zero padding 1)."""
-    kernels = torch.tensor((SOBEL_X, SOBEL_Y, LAPLACIAN), dtype=x.dtype, device=x.device).unsqueeze(1)
+    kernels = device_constant((SOBEL_X, SOBEL_Y, LAPLACIAN), x.dtype, x.device).unsqueeze(1)
     return F.conv2d(x, kernels, padding=1).abs()
 
 
 def grey_image(image: Tensor) -> Tensor:
     """Undo the ImageNet normalisation of ``[B, 3, H, W]`` and return ``0.299R + 0.587G + 0.114B`` ``[B, 1, H, W]``."""
-    weights = torch.tensor(GREY_WEIGHTS, dtype=image.dtype, device=image.device).reshape(1, 3, 1, 1)
+    weights = device_constant(GREY_WEIGHTS, image.dtype, image.device).reshape(1, 3, 1, 1)
     return (denormalize_rgb(image) * weights).sum(dim=1, keepdim=True)
 
 
