@@ -52,10 +52,12 @@ class _OutputTuple(nn.Module):
         return tuple(outputs[name] for name in self.names)
 
 
-def graphed_training_forward(model: nn.Module, batch_size: int) -> Forward:
+def graphed_training_forward(model: nn.Module, batch_size: int, precision: str = "fp32") -> Forward:
     """``forward(image, depth)`` -> the training outputs, replayed from CUDA graphs (forward and backward).
 
     ``model`` is in training mode on a CUDA device; inputs must be ``[batch_size, 3, 224, 224]``.
+    Captured under :func:`network.precision.autocast` for ``precision`` (TF32 is set process-wide
+    by :func:`network.precision.set_float32_precision` before the capture).
     The capture's warm-up runs leave no trace: BatchNorm buffers, the CUDA random generator and
     the gradients are restored, so the first real step is the eager run's first step.
     """
@@ -67,9 +69,10 @@ def graphed_training_forward(model: nn.Module, batch_size: int) -> Forward:
     sample = tuple(torch.randn(shape, device=device, generator=sample_generator) for _ in range(2))
     buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
     rng_state = torch.cuda.get_rng_state(device)
-    graphed = torch.cuda.make_graphed_callables(
-        _OutputTuple(model, TRAINING_OUTPUT_NAMES), sample, num_warmup_iters=WARMUP_ITERATIONS
-    )
+    with autocast(precision, device):
+        graphed = torch.cuda.make_graphed_callables(
+            _OutputTuple(model, TRAINING_OUTPUT_NAMES), sample, num_warmup_iters=WARMUP_ITERATIONS
+        )
     with torch.no_grad():
         for name, buffer in model.named_buffers():
             buffer.copy_(buffers[name])

@@ -1,4 +1,5 @@
-"""Arithmetic precision of the network on a GPU: exact float32 by default, TF32 or bf16/fp16 on request.
+"""Arithmetic precision of the network on a GPU: exact float32 by default, TF32 or bf16/fp16 on request,
+for inference (``--precision``) and training (``PRECISION``).
 
 PyTorch lets cuDNN convolutions use TF32 (10-bit mantissa) for float32 inputs unless told
 otherwise. TF32 moves outputs past the saliency-mask thresholds of the attention blocks
@@ -18,7 +19,8 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+from lib.precisions import PRECISIONS
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

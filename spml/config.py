@@ -1,7 +1,7 @@
 """Run settings: the one place their defaults are defined (the release's, docs/method.md §2, §4).
 
 A config is a tree of dataclasses. Each field's metadata says what values it accepts
-(``minimum``, ``positive``); :func:`config_from_dict` checks types and ranges and names the
+(``minimum``, ``positive``, ``choices``); :func:`config_from_dict` checks types and ranges and names the
 key on error. A run's YAML file is generated from these defaults plus the settings the user
 changed (``spml.training.settings``); :func:`load_config` reads it back strictly.
 """
@@ -19,6 +19,7 @@ import yaml
 
 from lib.cpus import cap_workers
 from lib.io import atomic_write_text
+from lib.precisions import PRECISIONS
 from spml.training.layout import IMAGENET_WEIGHTS
 
 TEST_SETS = ("LFSD", "NJU2K", "NLPR", "DES", "SIP", "SSD", "STERE", "DUT")
@@ -32,6 +33,11 @@ def _at_least(minimum: int, default: Any = dataclasses.MISSING, **kwargs: Any) -
 def _positive(default: float) -> Any:
     """A field accepting finite numbers ``> 0``."""
     return field(default=default, metadata={"positive": True})
+
+
+def _one_of(choices: tuple[str, ...], default: str) -> Any:
+    """A field accepting one of ``choices``."""
+    return field(default=default, metadata={"choices": choices})
 
 
 def default_num_workers() -> int:
@@ -82,7 +88,7 @@ class TrainConfig:
     tensorboard_step: int = _at_least(1, 100)
     num_workers: int = _at_least(0, default_factory=default_num_workers)
     seed: int = _at_least(0, 0)
-    mixed_precision: bool = False
+    precision: str = _one_of(PRECISIONS, "fp32")  # network/precision.py
     pretrained: str = IMAGENET_WEIGHTS
     snapshot_dir: str = ""
 
@@ -118,6 +124,8 @@ def describe_accepted(section: str, key: str) -> str:
     default = getattr(getattr(Config(), section), key)
     kind = {bool: "true/false", int: "an integer", float: "a number", list: "a list of integers",
             str: "a string"}[type(default)]
+    if "choices" in spec.metadata:
+        return "one of " + ", ".join(spec.metadata["choices"])
     if "minimum" in spec.metadata:
         kind += f" >= {spec.metadata['minimum']}"
     if spec.metadata.get("positive"):
@@ -128,6 +136,8 @@ def describe_accepted(section: str, key: str) -> str:
 def _in_range(value: Any, metadata: Any) -> bool:
     values = value if isinstance(value, list) else [value]
     if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        return False
+    if "choices" in metadata and any(v not in metadata["choices"] for v in values):
         return False
     if "minimum" in metadata and any(v < metadata["minimum"] for v in values):
         return False
@@ -197,7 +207,18 @@ def load_config(path: str | os.PathLike) -> Config:
         raise ConfigError(f"config file not found: {path}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
-    return config_from_dict(tree, source=str(path))
+    return config_from_dict(_renamed_keys(tree), source=str(path))
+
+
+def _renamed_keys(tree: Any) -> Any:
+    """A config written before ``train.precision`` existed says ``train.mixed_precision: true|false``
+    (float16 autocast or float32): read it as ``precision: fp16|fp32``."""
+    train = tree.get("train") if isinstance(tree, dict) else None
+    if isinstance(train, dict) and isinstance(train.get("mixed_precision"), bool) and "precision" not in train:
+        train = {**train, "precision": "fp16" if train["mixed_precision"] else "fp32"}
+        del train["mixed_precision"]
+        tree = {**tree, "train": train}
+    return tree
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

@@ -44,7 +44,8 @@ def test_unset_and_empty_variables_keep_the_defaults():
     ("NUM_CLUSTERS", "0", "NUM_CLUSTERS=0: must be an integer >= 1"),
     ("SEM_ANN_CONCENTRATION", "-6", "SEM_ANN_CONCENTRATION=-6: must be a number > 0"),
     ("IMG_SIM_LOSS_WEIGHT", "-0.1", "IMG_SIM_LOSS_WEIGHT=-0.1: must be a number >= 0"),
-    ("MIXED_PRECISION", "yes", "MIXED_PRECISION=yes: must be 0 or 1"),
+    ("PRECISION", "half", "PRECISION=half: must be one of fp32, tf32, bf16, fp16"),
+    ("MIXED_PRECISION", "1", "MIXED_PRECISION=1: replaced by PRECISION=fp16"),
     ("CROP_SIZE", "320", "CROP_SIZE=320: the network takes only 224"),
     ("EMBEDDING_DIM", "32", "EMBEDDING_DIM=32: the network takes only 64"),
 ])
@@ -56,6 +57,19 @@ def test_a_bad_value_names_the_variable_and_what_it_accepts(variable, value, mes
 
 def test_the_fixed_sizes_may_be_given_at_their_value():
     assert config_from_environment({"CROP_SIZE": "224", "EMBEDDING_DIM": "64"}) == default_config()
+
+
+def test_precision_sets_the_training_arithmetic():
+    assert config_from_environment({"PRECISION": "bf16"}).train.precision == "bf16"
+    assert config_from_environment({"MIXED_PRECISION": "0"}) == default_config()
+
+
+@pytest.mark.parametrize("mixed_precision, precision", [(True, "fp16"), (False, "fp32")])
+def test_a_config_from_before_precision_existed_is_read_with_its_meaning(tmp_path, mixed_precision, precision):
+    path = tmp_path / CONFIG_NAME
+    path.write_text(f"train:\n  batch_size: 2\n  mixed_precision: {str(mixed_precision).lower()}\n")
+    config = load_config(path)
+    assert config.train.precision == precision and config.train.batch_size == 2
 
 
 def test_config_files_are_read_strictly(tmp_path):

@@ -14,7 +14,7 @@ from spml.training.step import make_training_state
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_no_temporary(tmp_path, monkeypatch):
-    state = make_training_state(build_model(), 1e-4, 2, False, torch.device("cpu"))
+    state = make_training_state(build_model(), 1e-4, 2, "fp32", torch.device("cpu"))
     group = ProcessGroup(rank=0, world_size=1, device=torch.device("cpu"))
     save_training_checkpoint(tmp_path, 1, state, group)
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}

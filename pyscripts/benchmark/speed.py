@@ -7,7 +7,8 @@
 ``train``      the training step (``spml.training.step``, the step the training loop runs, release
                settings, full memory bank): each phase timed with a device synchronisation
                between phases, steps/s without synchronisation, host-sync points of one step
-               (``lib.profiling``; CPU rows) and peak memory; eager, and on CUDA also the CUDA-graph replay.
+               (``lib.profiling``; CPU rows) and peak memory; eager float32, and on CUDA also the CUDA-graph
+               replay in each ``--precisions``.
 
 ``eval``       the eval forward at batch 1/8/32: eager float32 and, on CUDA, the graph replay
                (``network.cuda_graphs.GraphedEval``) in each ``--precisions``.
@@ -55,7 +56,7 @@ from spml.losses.prototype_accuracy import prototype_accuracy
 from spml.losses.segsort import segsort_loss
 from spml.data.lists import ensure_train_list
 from spml.training.sampling import make_loader, training_batches
-from spml.training.step import (backward, batch_to_device, logged_values, make_training_state, network_outputs,
+from spml.training.step import (LoggedValues, backward, batch_to_device, make_training_state, network_outputs,
                                 training_step, update)
 
 INPUT_SIZE, EMBEDDING_SIZE, EMBEDDING_DIM = 224, 56, 64
@@ -221,15 +222,16 @@ def _peak_memory_gib(device: torch.device) -> float:
 def backward_of_one_step(network: Callable, objective: DHFRObjective, state, batch: dict) -> None:
     """A training step up to its gradients: forward, objective with the memory bank, the logging read, backward."""
     image, depth, labels = batch_to_device(batch, next(state.model.parameters()).device)
-    result = objective(network_outputs(network, image, depth, False), labels, image, state.memory)
-    logged_values(result, 0)
+    result = objective(network_outputs(network, image, depth, "fp32"), labels, image, state.memory)
+    LoggedValues(result, 0).read()
     backward(state, result["loss"])
     state.memory.push(result["memory_state"])
 
 
-def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int) -> dict:
-    """The training step of ``spml.training.step`` at release settings: phases (synchronised),
-    steps/s (unsynchronised), peak memory and, on the CPU, the host-sync points of one step up to
+def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int, precision: str = "fp32") -> dict:
+    """The training step of ``spml.training.step`` at release settings in ``precision``: phases
+    (synchronised), steps/s (unsynchronised, each step's losses read after the next step is issued,
+    as the training loop does), peak memory and, on the CPU, the host-sync points of one step up to
     its gradients and, apart, of the optimiser update (CPU Adam reads each parameter's step count).
 
     The memory bank is full (two earlier steps) before anything is timed, as in a real run.
@@ -240,26 +242,32 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
     torch.manual_seed(0)
     model = build_model().to(device).train()
     objective = DHFRObjective().to(device)
-    state = make_training_state(model, train_config.base_lr, default_config().loss.memory_bank_size, False, device)
-    network = graphed_training_forward(model, batch_size) if graphs else model
+    set_float32_precision(precision)
+    state = make_training_state(model, train_config.base_lr, default_config().loss.memory_bank_size, precision, device)
+    network = graphed_training_forward(model, batch_size, precision) if graphs else model
     batch = _training_batch(batch_size, device)
     lr, clamp = train_config.base_lr, train_config.grad_clamp
 
-    def one_step() -> None:
-        training_step(network, objective, state, batch, lr, clamp)
+    def run_steps(count: int) -> None:
+        pending = None
+        for _ in range(count):
+            logged = training_step(network, objective, state, batch, lr, clamp, precision).logged
+            if pending is not None:
+                pending.read()
+            pending = logged
+        pending.read()
 
-    for _ in range(WARMUP_STEPS):
-        one_step()
+    run_steps(WARMUP_STEPS)
     phase_seconds: dict[str, list[float]] = {name: [] for name in PHASES}
     for _ in range(steps):
         marks = [_now(device)]
         image, depth, labels = batch_to_device(batch, device)
         marks.append(_now(device))
-        outputs = network_outputs(network, image, depth, False)
+        outputs = network_outputs(network, image, depth, precision)
         marks.append(_now(device))
         result = objective(outputs, labels, image, state.memory)
         marks.append(_now(device))
-        logged_values(result, 0)
+        LoggedValues(result, 0).read()
         marks.append(_now(device))
         backward(state, result["loss"])
         marks.append(_now(device))
@@ -269,15 +277,16 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
         for name, start, end in zip(PHASES, marks, marks[1:]):
             phase_seconds[name].append(end - start)
     start = _now(device)
-    for _ in range(steps):
-        one_step()
+    run_steps(steps)
     unsynchronised = (_now(device) - start) / steps
     # Counted on the CPU only: there a tensor's tolist() shows as a Python call; on CUDA the
     # profiler does not record it, so a CUDA count would miss reads (run --devices cpu for it).
     if device.type == "cpu":
         syncs = count_host_syncs(lambda: backward_of_one_step(network, objective, state, batch))
         optimizer_syncs = count_host_syncs(lambda: update(state, lr, clamp))
+    set_float32_precision("fp32")
     row = {"device": str(device), "batch_size": batch_size, "mode": "cuda-graph" if graphs else "eager",
+           "precision": precision,
            **{f"{name}_ms": 1e3 * statistics.median(values) for name, values in phase_seconds.items()},
            "step_ms": 1e3 * unsynchronised, "steps_per_s": 1 / unsynchronised,
            "peak_memory_gib": _peak_memory_gib(device)}
@@ -365,9 +374,10 @@ def run_train(args: argparse.Namespace) -> dict:
     rows = []
     for device_name in args.devices:
         device = torch.device(device_name)
-        modes = [False, True] if device.type == "cuda" and not args.eager else [False]
-        rows += [time_training(device, args.batch_size, graphs, args.steps) for graphs in modes]
-    print(_table(rows, ["device", "batch_size", "mode", *(f"{name}_ms" for name in PHASES), "phases_total_ms",
+        rows.append(time_training(device, args.batch_size, False, args.steps))
+        if device.type == "cuda" and not args.eager:
+            rows += [time_training(device, args.batch_size, True, args.steps, precision) for precision in args.precisions]
+    print(_table(rows, ["device", "batch_size", "mode", "precision", *(f"{name}_ms" for name in PHASES), "phases_total_ms",
                         "step_ms", "steps_per_s", "host_syncs", "optimizer_host_syncs", "peak_memory_gib"]))
     return {"train": rows}
 
@@ -427,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--eager", action="store_true", help="train: skip the CUDA-graph mode")
         command.add_argument("--eval-batch-sizes", type=int, nargs="+", default=[1, 8, 32])
         command.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
-                             help="eval: graph-replay precisions timed on CUDA")
+                             help="train, eval: graph-replay precisions timed on CUDA")
         command.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader: worker counts")
         command.add_argument("--loader-batches", type=int, default=20, help="loader: batches timed per worker count")
         command.add_argument("--data-root", type=Path, default=None,

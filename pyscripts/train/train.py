@@ -23,8 +23,6 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from lib.distributed import DeviceUnavailableError, ProcessGroup, all_gather_cat, barrier, setup_process_group, \
     teardown_process_group
@@ -33,6 +31,7 @@ from lib.logging import setup_logging
 from lib.lr_schedule import step_lr
 from network import CheckpointError, build_model, init_from_imagenet
 from network.cuda_graphs import graphed_training_forward
+from network.precision import set_float32_precision
 from network.sfnet import INPUT_SIZE
 from spml.config import Config, ConfigError, load_config
 from spml.data import DataError
@@ -44,7 +43,7 @@ from spml.training.errors import InputError, TrainingError
 from spml.training.layout import STAGE_DIR, newest_complete_checkpoint
 from spml.training.sampling import make_loader, training_batches
 from spml.training.step import Forward, make_training_state, training_step
-from spml.training.strip import image_strip
+from spml.training.reporting import StepReporter
 
 logger = logging.getLogger("train")
 DOWNLOAD_HINT = "bash bashscripts/download_snapshots.sh localvit"
@@ -81,29 +80,33 @@ def starting_point(config: Config, stage_dir: Path, resume: bool) -> int | None:
     return resume_iteration
 
 
-def uses_cuda_graphs(config: Config, group: ProcessGroup, eager: bool) -> bool:
+def check_precision_device(precision: str, device: torch.device) -> None:
+    """``PRECISION`` other than fp32 needs a CUDA device (as for inference)."""
+    if precision != "fp32" and device.type != "cuda":
+        raise InputError(f"PRECISION={precision}: needs a CUDA device (the CPU trains in fp32)")
+
+
+def uses_cuda_graphs(group: ProcessGroup, eager: bool) -> bool:
     """Whether the network is replayed as CUDA graphs: on one CUDA process unless ``eager``.
 
-    Several processes run eagerly (DDP's gradient hooks are not captured), saying so;
-    ``MIXED_PRECISION=1`` needs ``EAGER=1`` (the graphs run float32).
+    Several processes run eagerly (DDP's gradient hooks are not captured), saying so.
     """
     if group.device.type != "cuda" or eager:
         return False
-    if config.train.mixed_precision:
-        raise InputError("MIXED_PRECISION=1 needs EAGER=1: the CUDA-graph path runs in float32")
     if group.is_distributed:
         logger.info("%d processes: the network runs eagerly (CUDA graphs are used on one GPU only)", group.world_size)
         return False
     return True
 
 
-def training_network(model: torch.nn.Module, group: ProcessGroup, batch_size: int, graphs: bool) -> Forward:
+def training_network(model: torch.nn.Module, group: ProcessGroup, batch_size: int, graphs: bool,
+                     precision: str) -> Forward:
     """What the steps call: DDP with several processes, the CUDA-graph replay when ``graphs``, else the model."""
     if group.is_distributed:
         return DistributedDataParallel(model, device_ids=[group.device.index] if group.device.type == "cuda" else None)
     if graphs:
         logger.info("replaying the network as CUDA graphs (batch %d); EAGER=1 runs it eagerly", batch_size)
-        return graphed_training_forward(model, batch_size)
+        return graphed_training_forward(model, batch_size, precision)
     return model
 
 
@@ -125,7 +128,8 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
     seed_everything(train_config.seed + group.rank)
     # Start-up checks, all before the network is built.
     resume_iteration = starting_point(config, stage_dir, resume)
-    graphs = uses_cuda_graphs(config, group, eager)
+    check_precision_device(train_config.precision, device)
+    graphs = uses_cuda_graphs(group, eager)
     if group.is_main and stage_dir.is_dir():
         for path in remove_stale_temporaries(stage_dir):
             logger.info("removed %s, left by an interrupted write", path)
@@ -137,9 +141,10 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
         check_training_data(config, list_path, stage_dir, group)
     loader, sampler, batches_per_epoch = make_loader(config, group, list_path)
 
+    set_float32_precision(train_config.precision)
     model = build_model().to(device)
-    state = make_training_state(model, train_config.base_lr, config.loss.memory_bank_size,
-                                train_config.mixed_precision, device)
+    state = make_training_state(model, train_config.base_lr, config.loss.memory_bank_size, train_config.precision,
+                                device)
     if resume_iteration is None:
         first_iteration = 0
         if train_config.pretrained == "none":
@@ -151,34 +156,27 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
         restore_training_checkpoint(stage_dir, resume_iteration, state, group)
         first_iteration = resume_iteration + 1
     model.train()
-    network = training_network(model, group, loader.batch_size, graphs)
+    network = training_network(model, group, loader.batch_size, graphs, train_config.precision)
     objective = DHFRObjective(config, gather=all_gather_cat if group.is_distributed else None).to(device)
-    writer = SummaryWriter(log_dir=str(stage_dir)) if group.is_main else None
-    logger.info("training iterations %d..%d, %d batches of %d per epoch and process, %d process(es), on %s",
+    logger.info("training iterations %d..%d, %d batches of %d per epoch and process, %d process(es), on %s, %s",
                 first_iteration, train_config.max_iteration - 1, batches_per_epoch, loader.batch_size,
-                group.world_size, device)
+                group.world_size, device, train_config.precision)
 
-    progress = tqdm(range(first_iteration, train_config.max_iteration), initial=first_iteration,
-                    total=train_config.max_iteration, disable=not group.is_main, dynamic_ncols=True)
+    def lr_at(iteration: int) -> float:
+        return step_lr(train_config.base_lr, iteration, batches_per_epoch, train_config.lr_decay_epochs,
+                       train_config.lr_decay_factor)
+
+    reporter = StepReporter(first_iteration, train_config.max_iteration, train_config.tensorboard_step, lr_at,
+                            stage_dir if group.is_main else None, INPUT_SIZE)
     batches = training_batches(loader, sampler, first_iteration, batches_per_epoch)
-    for iteration, batch in zip(progress, batches):
-        lr = step_lr(train_config.base_lr, iteration, batches_per_epoch,
-                     train_config.lr_decay_epochs, train_config.lr_decay_factor)
-        step = training_step(network, objective, state, batch, lr, train_config.grad_clamp,
-                             train_config.mixed_precision, iteration)
-        values = step.values
-        progress.set_postfix(loss=f"{values['loss']:.3f}", sem=f"{values['sem_ann_loss']:.3f}",
-                             pce=f"{values['partedCE_loss']:.3f}", lr=f"{lr:.1e}", refresh=False)
-        if writer is not None and iteration % train_config.tensorboard_step == 0:
-            for name, value in values.items():
-                writer.add_scalar(f"train/{name}", value, iteration)
-            writer.add_scalar("train/lr", lr, iteration)
-            writer.add_image("train/strip", image_strip(batch, step.outputs, INPUT_SIZE), iteration)
+    for iteration, batch in zip(reporter.iterations(), batches):
+        step = training_step(network, objective, state, batch, lr_at(iteration), train_config.grad_clamp,
+                             train_config.precision, iteration)
+        reporter.step(step.logged, batch, step.outputs)
         if (iteration + 1) % train_config.snapshot_step == 0 or iteration + 1 == train_config.max_iteration:
+            reporter.flush()
             save_training_checkpoint(stage_dir, iteration, state, group)
-    progress.close()
-    if writer is not None:
-        writer.close()
+    reporter.close()
 
 
 def one_line(error: BaseException) -> str:

@@ -5,6 +5,7 @@
 - ``checkpoint``: save/restore of weights, optimiser, memory bank and random generators;
 - ``sampling``: epoch-seeded samples, the resumable sampler, the batches;
 - ``step``: one optimiser step (shared by the training loop and the speed benchmark);
+- ``reporting``: progress bar and TensorBoard, each step's losses read one step late;
 - ``strip``: the TensorBoard image strip.
 
 Modules are imported directly (``from spml.training.step import training_step``); this

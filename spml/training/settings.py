@@ -36,11 +36,11 @@ ENVIRONMENT = {
     "SSC_LOSS_WEIGHT": "loss.ssc_loss_weight",
     "NUM_WORKERS": "train.num_workers",
     "SEED": "train.seed",
-    "MIXED_PRECISION": "train.mixed_precision",
+    "PRECISION": "train.precision",
     "PRETRAINED": "train.pretrained",
 }
 _TEXT_KEYS = {"dataset.data_dir", "train.pretrained"}
-_FLAGS = ("RESUME", "RESUME_ALLOW_CHANGES", "MIXED_PRECISION", "EAGER")
+_FLAGS = ("RESUME", "RESUME_ALLOW_CHANGES", "EAGER")
 # Keys that do not change what a run computes: they may differ on resume.
 _RESUME_FREE = {"train.num_workers", "train.snapshot_dir"}
 
@@ -87,6 +87,9 @@ def config_from_environment(environ: Mapping[str, str]) -> Config:
     for name, size in _fixed_sizes().items():
         if _set(environ, name) not in (None, str(size)):
             raise SettingsError(f"{name}={environ[name]}: the network takes only {size} (unset {name})")
+    if _set(environ, "MIXED_PRECISION") not in (None, "0"):
+        raise SettingsError(f"MIXED_PRECISION={environ['MIXED_PRECISION']}: replaced by PRECISION=fp16 "
+                            f"(float16 with a grad scaler, as before) or PRECISION=bf16; unset MIXED_PRECISION")
     config = default_config()
     for name, key in ENVIRONMENT.items():
         raw = _set(environ, name)

@@ -2,10 +2,13 @@
 the memory bank, backward, the element-wise gradient clamp, Adam, the memory-bank push.
 
 Shared by ``pyscripts/train/train.py`` and the speed benchmark, so both time and run the same step.
+The step does not wait for the device to report its losses: :class:`LoggedValues` copies them to
+the host in the background and is read later (the training loop reads a step's values after it
+has issued the next step), so that on a GPU the host prepares the next step while the device
+still runs this one.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -14,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lib.distributed import mean_over_processes
+from network.precision import autocast
 from spml.losses import DHFRObjective, MemoryBank
 from spml.training.errors import TrainingError
 
@@ -24,7 +28,7 @@ LABEL_KEYS = ("semantic_label", "instance_label", "contour_sum_label")
 
 
 class NonFiniteLossError(TrainingError):
-    """A loss became NaN or infinite; the step stopped before the update."""
+    """A loss became NaN or infinite."""
 
 
 @dataclass
@@ -37,11 +41,39 @@ class TrainingState:
     memory: MemoryBank
 
 
+class LoggedValues:
+    """:data:`LOGGED_KEYS` of one step (mean over processes), on their way to the host.
+
+    Made without waiting for the device: on CUDA the values are copied into pinned host memory
+    behind the step's kernels and :meth:`read` waits only for that copy.
+    """
+
+    def __init__(self, result: dict, iteration: int) -> None:
+        self.iteration = iteration
+        logged = mean_over_processes(torch.stack([result[key].detach() for key in LOGGED_KEYS]))
+        self._host = logged.to("cpu", non_blocking=True)
+        self._copied = None
+        if logged.device.type == "cuda":
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+
+    def read(self) -> dict[str, float]:
+        """The values as floats; raises :class:`NonFiniteLossError` naming the iteration and the
+        first non-finite value."""
+        if self._copied is not None:
+            self._copied.synchronize()
+        values = dict(zip(LOGGED_KEYS, self._host.tolist()))
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"iteration {self.iteration}: non-finite {name} = {value}; stopping")
+        return values
+
+
 @dataclass(frozen=True)
 class StepResult:
-    """``values``: :data:`LOGGED_KEYS` as floats (mean over processes); ``outputs``: the network's outputs."""
+    """``logged``: the step's :class:`LoggedValues` (not yet read); ``outputs``: the network's outputs."""
 
-    values: dict[str, float]
+    logged: LoggedValues
     outputs: dict[str, Tensor]
 
 
@@ -52,22 +84,16 @@ def make_optimizer(parameters: Iterable[nn.Parameter], lr: float, device: torch.
     return torch.optim.Adam(parameters, lr=lr)
 
 
-def make_training_state(model: nn.Module, lr: float, memory_bank_size: int, mixed_precision: bool,
+def make_training_state(model: nn.Module, lr: float, memory_bank_size: int, precision: str,
                         device: torch.device) -> TrainingState:
-    """A fresh state for ``model`` (already on ``device``); a grad scaler only for float16 on CUDA."""
+    """A fresh state for ``model`` (already on ``device``); a grad scaler for ``precision == "fp16"``
+    (:mod:`network.precision`)."""
     return TrainingState(
         model=model,
         optimizer=make_optimizer(model.parameters(), lr, device),
-        scaler=torch.amp.GradScaler("cuda") if mixed_precision and device.type == "cuda" else None,
+        scaler=torch.amp.GradScaler(device.type) if precision == "fp16" else None,
         memory=MemoryBank(size=memory_bank_size),
     )
-
-
-def autocast_context(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed precision: float16 autocast on CUDA, bfloat16 on CPU; a no-op when disabled."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
 
 
 Forward = Callable[[Tensor, Tensor], dict[str, Tensor]]
@@ -80,24 +106,11 @@ def batch_to_device(batch: dict[str, Tensor], device: torch.device) -> tuple[Ten
     return batch["image"].to(device, non_blocking=True), batch["depth"].to(device, non_blocking=True), labels
 
 
-def network_outputs(network: Forward, image: Tensor, depth: Tensor, mixed_precision: bool) -> dict[str, Tensor]:
-    """The training outputs (both passes, docs/method.md §1.7) as float32."""
-    with autocast_context(mixed_precision, image.device):
+def network_outputs(network: Forward, image: Tensor, depth: Tensor, precision: str) -> dict[str, Tensor]:
+    """The training outputs (both passes, docs/method.md §1.7) in ``precision``, returned as float32."""
+    with autocast(precision, image.device):
         outputs = network(image, depth)
     return {name: output.float() for name, output in outputs.items()}
-
-
-def logged_values(result: dict, iteration: int) -> dict[str, float]:
-    """:data:`LOGGED_KEYS` of the objective's ``result`` (mean over processes) in one host read.
-
-    Raises :class:`NonFiniteLossError` naming ``iteration`` and the first non-finite value.
-    """
-    logged = mean_over_processes(torch.stack([result[key].detach() for key in LOGGED_KEYS]))
-    values = dict(zip(LOGGED_KEYS, logged.tolist()))
-    for name, value in values.items():
-        if not math.isfinite(value):
-            raise NonFiniteLossError(f"iteration {iteration}: non-finite {name} = {value}; stopping")
-    return values
 
 
 def backward(state: TrainingState, loss: Tensor) -> None:
@@ -123,17 +136,20 @@ def update(state: TrainingState, lr: float, grad_clamp: float) -> None:
 
 
 def training_step(network: Forward, objective: DHFRObjective, state: TrainingState, batch: dict[str, Tensor],
-                  lr: float, grad_clamp: float, mixed_precision: bool = False, iteration: int = 0) -> StepResult:
+                  lr: float, grad_clamp: float, precision: str = "fp32", iteration: int = 0) -> StepResult:
     """One optimiser step at learning rate ``lr`` on ``batch`` (``image``, ``depth`` and the
-    :data:`LABEL_KEYS`; moved to the model's device here): forward, objective with the memory
-    bank, :func:`logged_values`, :func:`backward`, :func:`update`, memory-bank push. ``network``
-    is ``state.model``, its DDP wrapper or its CUDA-graph replay. Raises
-    :class:`NonFiniteLossError` before any update when a loss is not finite."""
+    :data:`LABEL_KEYS`; moved to the model's device here): forward in ``precision``, objective
+    with the memory bank, :func:`backward`, :func:`update`, memory-bank push. ``network`` is
+    ``state.model``, its DDP wrapper or its CUDA-graph replay.
+
+    The losses are not read here: the caller reads ``result.logged`` (which raises
+    :class:`NonFiniteLossError`) before it saves anything, at the latest.
+    """
     image, depth, labels = batch_to_device(batch, next(state.model.parameters()).device)
-    outputs = network_outputs(network, image, depth, mixed_precision)
+    outputs = network_outputs(network, image, depth, precision)
     result = objective(outputs, labels, image, state.memory)
-    values = logged_values(result, iteration)
+    logged = LoggedValues(result, iteration)
     backward(state, result["loss"])
     update(state, lr, grad_clamp)
     state.memory.push(result["memory_state"])
-    return StepResult(values, outputs)
+    return StepResult(logged, outputs)
