@@ -5,13 +5,18 @@ A sync point is anything that needs a tensor's value on the host: ``aten::_local
 on the data (``nonzero`` behind boolean-mask indexing, ``unique``, ``bincount``,
 ``masked_select``) and the Python-level reads ``tolist()``/``item()``/``numpy()``. On a GPU each
 one makes the CPU wait for the device; on the CPU the same ops show where that would happen.
+
+On a GPU the profiler does not see a CUDA tensor's ``tolist()``; :func:`count_cuda_syncs` counts
+there instead, with PyTorch's CUDA sync debug mode, which warns at each synchronising call.
 """
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from typing import Callable
 
+import torch
 from torch.profiler import ProfilerActivity, profile
 
 SYNC_OPS = frozenset({
@@ -45,3 +50,18 @@ def count_host_syncs(work: Callable[[], object]) -> Counter:
         if parent is None:
             counts[name] += 1
     return counts
+
+
+def count_cuda_syncs(work: Callable[[], object]) -> int:
+    """Calls of one ``work()`` that made the host wait for a CUDA device, as counted by
+    ``torch.cuda.set_sync_debug_mode("warn")`` (one warning each; explicit stream or event
+    waits are not counted)."""
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            work()
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    return sum("synchroniz" in str(warning.message).lower() for warning in caught)

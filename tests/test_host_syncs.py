@@ -101,3 +101,33 @@ def test_after_its_first_step_the_objective_copies_no_constants_to_the_device(se
     monkeypatch.setattr(torch, "tensor", refuse)
     monkeypatch.setattr(torch, "as_tensor", refuse)
     objective(leaves, labels, image, memory)["loss"].backward()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_on_cuda_a_graphed_step_waits_for_the_device_once():
+    """Counted with the CUDA sync debug mode (it sees tolist(), which the profiler does not):
+    the objective's size read; the loss copy for logging does not wait."""
+    from lib.profiling import count_cuda_syncs
+    from network.cuda_graphs import graphed_training_forward
+    from spml.training.step import LoggedValues, batch_to_device, make_training_state, network_outputs
+
+    x = torch.arange(6.0, device="cuda")
+    assert count_cuda_syncs(lambda: (x.sum().item(), x.tolist())) == 2
+    torch.manual_seed(0)
+    image, depth, labels = training_batch(torch.Generator().manual_seed(0))
+    model = build_model().cuda().train()
+    state = make_training_state(model, 1e-4, 2, "fp32", torch.device("cuda"))
+    network, objective = graphed_training_forward(model, BATCH_SIZE), DHFRObjective().cuda()
+    batch = {name: tensor.pin_memory() for name, tensor in {**labels, "image": image, "depth": depth}.items()}
+
+    def step() -> None:
+        image, depth, labels = batch_to_device(batch, torch.device("cuda"))
+        result = objective(network_outputs(network, image, depth, "fp32"), labels, image, state.memory)
+        LoggedValues(result, 0)
+        state.optimizer.zero_grad(set_to_none=True)
+        result["loss"].backward()
+        state.memory.push(result["memory_state"])
+
+    for _ in range(3):
+        step()
+    assert count_cuda_syncs(step) <= MAX_OBJECTIVE_SYNCS

@@ -7,7 +7,7 @@
 ``train``      the training step (``spml.training.step``, the step the training loop runs, release
                settings, full memory bank): each phase timed with a device synchronisation
                between phases, steps/s without synchronisation, host-sync points of one step
-               (``lib.profiling``; CPU rows) and peak memory; eager float32, and on CUDA also the CUDA-graph
+               (``lib.profiling``) and peak memory; eager float32, and on CUDA also the CUDA-graph
                replay in each ``--precisions``.
 
 ``eval``       the eval forward at batch 1/8/32: eager float32 and, on CUDA, the graph replay
@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from lib.distributed import ProcessGroup
 from lib.io import atomic_write_text
-from lib.profiling import count_host_syncs
+from lib.profiling import count_cuda_syncs, count_host_syncs
 from network import build_model
 from network.cuda_graphs import GraphedEval, graphed_training_forward
 from network.precision import PRECISIONS, set_float32_precision
@@ -219,10 +219,10 @@ def _peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def backward_of_one_step(network: Callable, objective: DHFRObjective, state, batch: dict) -> None:
+def backward_of_one_step(network: Callable, objective: DHFRObjective, state, batch: dict, precision: str) -> None:
     """A training step up to its gradients: forward, objective with the memory bank, the logging read, backward."""
     image, depth, labels = batch_to_device(batch, next(state.model.parameters()).device)
-    result = objective(network_outputs(network, image, depth, "fp32"), labels, image, state.memory)
+    result = objective(network_outputs(network, image, depth, precision), labels, image, state.memory)
     LoggedValues(result, 0).read()
     backward(state, result["loss"])
     state.memory.push(result["memory_state"])
@@ -279,20 +279,21 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
     start = _now(device)
     run_steps(steps)
     unsynchronised = (_now(device) - start) / steps
-    # Counted on the CPU only: there a tensor's tolist() shows as a Python call; on CUDA the
-    # profiler does not record it, so a CUDA count would miss reads (run --devices cpu for it).
+    # The CPU counter names the ops; on CUDA, PyTorch's sync debug mode counts the waits.
     if device.type == "cpu":
-        syncs = count_host_syncs(lambda: backward_of_one_step(network, objective, state, batch))
+        syncs = count_host_syncs(lambda: backward_of_one_step(network, objective, state, batch, precision))
         optimizer_syncs = count_host_syncs(lambda: update(state, lr, clamp))
+        sync_counts = {"host_syncs": sum(syncs.values()), "host_sync_ops": dict(syncs),
+                       "optimizer_host_syncs": sum(optimizer_syncs.values())}
+    else:
+        sync_counts = {"host_syncs": count_cuda_syncs(lambda: backward_of_one_step(network, objective, state, batch, precision)),
+                       "optimizer_host_syncs": count_cuda_syncs(lambda: update(state, lr, clamp))}
     set_float32_precision("fp32")
     row = {"device": str(device), "batch_size": batch_size, "mode": "cuda-graph" if graphs else "eager",
            "precision": precision,
            **{f"{name}_ms": 1e3 * statistics.median(values) for name, values in phase_seconds.items()},
            "step_ms": 1e3 * unsynchronised, "steps_per_s": 1 / unsynchronised,
-           "peak_memory_gib": _peak_memory_gib(device)}
-    if device.type == "cpu":
-        row.update(host_syncs=sum(syncs.values()), host_sync_ops=dict(syncs),
-                   optimizer_host_syncs=sum(optimizer_syncs.values()))
+           "peak_memory_gib": _peak_memory_gib(device), **sync_counts}
     row["phases_total_ms"] = sum(row[f"{name}_ms"] for name in PHASES)
     return row
 
