@@ -10,6 +10,11 @@
                (``lib.profiling``) and peak memory; eager float32, and on CUDA also the CUDA-graph
                replay in each ``--precisions``.
 
+``profile``    where an eager training step's time goes (``torch.profiler``, CPU and CUDA activity):
+               device time and kernel launches (CPU: self CPU time and ops) per phase, and the
+               ``--top`` kernels (CPU: ops) by device time with the op that launched each;
+               ``--trace DIR`` also writes a Chrome trace.
+
 ``eval``       the eval forward at batch 1/8/32: eager float32 and, on CUDA, the graph replay
                (``network.cuda_graphs.GraphedEval``) in each ``--precisions``.
 
@@ -19,6 +24,7 @@
 
 Examples: ``python pyscripts/benchmark/speed.py all --devices cuda --json speed.json``,
 ``python pyscripts/benchmark/speed.py train --devices cpu --batch-size 2 --steps 3``,
+``python pyscripts/benchmark/speed.py profile --devices cuda --json profile.json --trace trace``,
 ``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``
 """
 from __future__ import annotations
@@ -27,17 +33,22 @@ import sys, pathlib
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import argparse
+import bisect
 import json
 import resource
 import statistics
 import subprocess
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 from tqdm import tqdm
 
 from lib.distributed import ProcessGroup
@@ -56,14 +67,14 @@ from spml.losses.prototype_accuracy import prototype_accuracy
 from spml.losses.segsort import segsort_loss
 from spml.data.lists import ensure_train_list
 from spml.training.sampling import make_loader, training_batches
-from spml.training.step import (LoggedValues, backward, batch_to_device, make_training_state, network_outputs,
-                                training_step, update)
+from spml.training.step import (PHASES, Forward, LoggedValues, TrainingState, backward, batch_to_device,
+                                make_training_state, network_outputs, training_step, update)
 
 INPUT_SIZE, EMBEDDING_SIZE, EMBEDDING_DIM = 224, 56, 64
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PHASES = ("to_device", "forward", "objective", "log_read", "backward", "update")
-"""The training step's phases, timed with a device synchronisation between them."""
 WARMUP_STEPS = 3
+PROFILE_NAME_WIDTH = 100
+"""Characters of a kernel's name shown in the profile table (the JSON keeps it whole)."""
 SYNTHETIC_TRAIN_SAMPLES = 64
 
 
@@ -228,36 +239,65 @@ def backward_of_one_step(network: Callable, objective: DHFRObjective, state, bat
     state.memory.push(result["memory_state"])
 
 
-def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int, precision: str = "fp32") -> dict:
-    """The training step of ``spml.training.step`` at release settings in ``precision``: phases
-    (synchronised), steps/s (unsynchronised, each step's losses read after the next step is issued,
-    as the training loop does), peak memory and, on the CPU, the host-sync points of one step up to
-    its gradients and, apart, of the optimiser update (CPU Adam reads each parameter's step count).
+@dataclass
+class TrainingRun:
+    """The training step of ``spml.training.step`` at release settings on a synthetic batch, ready to repeat."""
 
-    The memory bank is full (two earlier steps) before anything is timed, as in a real run.
-    """
+    network: Forward
+    objective: DHFRObjective
+    state: TrainingState
+    batch: dict[str, torch.Tensor]
+    lr: float
+    clamp: float
+    precision: str = "fp32"
+
+    def step(self) -> LoggedValues:
+        """One step; its losses, not yet read."""
+        return training_step(self.network, self.objective, self.state, self.batch, self.lr, self.clamp,
+                             self.precision).logged
+
+    def steps(self, count: int) -> None:
+        """``count`` steps, each one's losses read after the next is issued (as the training loop does)."""
+        pending = None
+        for _ in range(count):
+            logged = self.step()
+            if pending is not None:
+                pending.read()
+            pending = logged
+        if pending is not None:
+            pending.read()
+
+
+def warm_training_run(device: torch.device, batch_size: int, graphs: bool, precision: str = "fp32",
+                      warmup_steps: int = WARMUP_STEPS) -> TrainingRun:
+    """Model (seed 0, train mode), objective, optimiser state and batch as the training loop builds
+    them; the network replayed from CUDA graphs when ``graphs``. ``warmup_steps`` steps have run,
+    so the memory bank is full (it holds two steps) and the kernels are chosen."""
     train_config = default_config().train
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(0)
     model = build_model().to(device).train()
     objective = DHFRObjective().to(device)
     set_float32_precision(precision)
     state = make_training_state(model, train_config.base_lr, default_config().loss.memory_bank_size, precision, device)
     network = graphed_training_forward(model, batch_size, precision) if graphs else model
-    batch = _training_batch(batch_size, device)
-    lr, clamp = train_config.base_lr, train_config.grad_clamp
+    run = TrainingRun(network, objective, state, _training_batch(batch_size, device), train_config.base_lr,
+                      train_config.grad_clamp, precision)
+    run.steps(warmup_steps)
+    return run
 
-    def run_steps(count: int) -> None:
-        pending = None
-        for _ in range(count):
-            logged = training_step(network, objective, state, batch, lr, clamp, precision).logged
-            if pending is not None:
-                pending.read()
-            pending = logged
-        pending.read()
 
-    run_steps(WARMUP_STEPS)
+def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int, precision: str = "fp32") -> dict:
+    """The training step of ``spml.training.step`` at release settings in ``precision``: phases
+    (synchronised), steps/s (unsynchronised, each step's losses read after the next step is issued,
+    as the training loop does), peak memory and the host-sync points of one step up to its
+    gradients and, apart, of the optimiser update (CPU Adam reads each parameter's step count).
+
+    The memory bank is full (:func:`warm_training_run`) before anything is timed, as in a real run.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    run = warm_training_run(device, batch_size, graphs, precision)
+    network, objective, state, batch, lr, clamp = run.network, run.objective, run.state, run.batch, run.lr, run.clamp
     phase_seconds: dict[str, list[float]] = {name: [] for name in PHASES}
     for _ in range(steps):
         marks = [_now(device)]
@@ -277,7 +317,7 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
         for name, start, end in zip(PHASES, marks, marks[1:]):
             phase_seconds[name].append(end - start)
     start = _now(device)
-    run_steps(steps)
+    run.steps(steps)
     unsynchronised = (_now(device) - start) / steps
     # The CPU counter names the ops; on CUDA, PyTorch's sync debug mode counts the waits.
     if device.type == "cpu":
@@ -296,6 +336,84 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
            "peak_memory_gib": _peak_memory_gib(device), **sync_counts}
     row["phases_total_ms"] = sum(row[f"{name}_ms"] for name in PHASES)
     return row
+
+
+def _phase_spans(events: list) -> list[tuple[float, float, str]]:
+    """``(start, end, phase)`` in µs of each :data:`PHASES` label the step recorded on the host, in start order."""
+    return sorted((event.time_range.start, event.time_range.end, event.name) for event in events
+                  if event.device_type == DeviceType.CPU and event.is_user_annotation and event.name in PHASES)
+
+
+def _device_work(events: list, cuda: bool) -> Iterator[tuple[str, str | None, float, float]]:
+    """``(name, op, host start µs, µs)`` of each piece of device work. On CUDA: each kernel, copy or
+    memset (the profiler's CUDA-type events, which it hangs on the host op that launched them as
+    ``kernels``), with that op and its start; on the CPU: each op's self CPU time (labels left out)."""
+    for event in events:
+        if event.device_type != DeviceType.CPU or event.is_async:
+            continue
+        if cuda:
+            for kernel in event.kernels:
+                yield kernel.name, event.name, event.time_range.start, kernel.duration
+        elif not event.is_user_annotation:
+            yield event.name, None, event.time_range.start, event.self_cpu_time_total
+
+
+def summarise_profile(events: list, cuda: bool, steps: int, top: int) -> tuple[list[dict], list[dict]]:
+    """Phase rows and the ``top`` kernel rows (ops on the CPU) of the profiler ``events`` of ``steps``
+    training steps, per step; see :func:`profile_training`."""
+    spans = _phase_spans(events)
+    starts = [start for start, _, _ in spans]
+    per_phase = {name: [0.0, 0] for name in (*PHASES, "other")}  # [µs, calls]
+    per_kernel: dict[str, list] = {}  # [µs, calls, µs by launching op]
+    for name, op, start, duration in _device_work(events, cuda):
+        index = bisect.bisect_right(starts, start) - 1
+        phase = spans[index][2] if index >= 0 and start < spans[index][1] else "other"
+        for totals in (per_phase[phase], per_kernel.setdefault(name, [0.0, 0, Counter()])):
+            totals[0] += duration
+            totals[1] += 1
+        if op is not None:
+            per_kernel[name][2][op] += duration
+    if cuda:  # kernels the profiler tied to no host op: none expected, shown if any
+        kernels = [event for event in events if event.device_type == DeviceType.CUDA and not event.is_user_annotation]
+        per_phase["unlinked"] = [sum(event.time_range.elapsed_us() for event in kernels)
+                                 - sum(duration for duration, _ in per_phase.values()),
+                                 len(kernels) - sum(calls for _, calls in per_phase.values())]
+    total_us = sum(duration for duration, _ in per_phase.values())
+    per_phase["total"] = [total_us, sum(calls for _, calls in per_phase.values())]
+    phases = [{"phase": name, "device_ms": duration / 1e3 / steps, "calls": round(calls / steps)}
+              for name, (duration, calls) in per_phase.items() if name in (*PHASES, "total") or calls]
+    ranked = sorted(per_kernel.items(), key=lambda item: item[1][0], reverse=True)[:top]
+    kernels = [{"name": name, **({"op": ops.most_common(1)[0][0]} if ops else {}), "calls": round(calls / steps),
+                "ms_per_step": duration / 1e3 / steps, "mean_us": duration / calls, "share_pct": 100 * duration / total_us}
+               for name, (duration, calls, ops) in ranked]
+    return phases, kernels
+
+
+def profile_training(device: torch.device, batch_size: int, steps: int, top: int, trace_dir: Path | None = None,
+                     warmup_steps: int = WARMUP_STEPS) -> dict[str, list[dict]]:
+    """Where the time of an eager training step goes: ``steps`` steps of :func:`warm_training_run`
+    recorded with ``torch.profiler`` (CPU, and CUDA on a GPU; eager so the kernels carry the ops'
+    names; a CUDA-graph replay runs the same kernels).
+
+    ``phases``: per :data:`PHASES` label (work attributed by the host time of the op that ran or
+    launched it, so backward ops on autograd's device thread count too; ``other`` and, on CUDA,
+    ``unlinked`` kernels tied to no host op appear only if there are any) and ``total``: device
+    milliseconds per step (CUDA kernel time; on the CPU, self CPU time of the ops) and ``calls``
+    per step (kernel launches; ops on the CPU). ``top``: the ``top`` kernels (ops on the CPU) by
+    device time, with the op that launched most of each kernel's time (CUDA). ``trace_dir`` also
+    receives the Chrome trace.
+    """
+    run = warm_training_run(device, batch_size, graphs=False, warmup_steps=warmup_steps)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        run.steps(steps)
+        _synchronize(device)
+    phases, kernels = summarise_profile(profiler.events(), device.type == "cuda", steps, top)
+    if trace_dir is not None:
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        profiler.export_chrome_trace(str(trace_dir / f"profile_{device.type}_batch{batch_size}.json"))
+    head = {"device": str(device), "batch_size": batch_size}
+    return {"phases": [{**head, **row} for row in phases], "top": [{**head, **row} for row in kernels]}
 
 
 def time_eval(device: torch.device, batch_sizes: list[int], precisions: list[str], repeats: int) -> list[dict]:
@@ -362,6 +480,11 @@ def _now(device: torch.device) -> float:
     return time.perf_counter()
 
 
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _table(rows: list[dict], columns: list[str]) -> str:
     """A Markdown table of ``columns`` (floats to 3 significant digits)."""
     def cell(value: object) -> str:
@@ -381,6 +504,19 @@ def run_train(args: argparse.Namespace) -> dict:
     print(_table(rows, ["device", "batch_size", "mode", "precision", *(f"{name}_ms" for name in PHASES), "phases_total_ms",
                         "step_ms", "steps_per_s", "host_syncs", "optimizer_host_syncs", "peak_memory_gib"]))
     return {"train": rows}
+
+
+def run_profile(args: argparse.Namespace) -> dict:
+    phases, top = [], []
+    for device_name in args.devices:
+        result = profile_training(torch.device(device_name), args.batch_size, args.steps, args.top, args.trace)
+        phases += result["phases"]
+        top += result["top"]
+    print(_table(phases, ["device", "batch_size", "phase", "device_ms", "calls"]))
+    print()
+    shown = [{**row, "name": _shorten(row["name"], PROFILE_NAME_WIDTH)} for row in top]
+    print(_table(shown, ["device", "name", "op", "calls", "ms_per_step", "mean_us", "share_pct"]))
+    return {"profile_phases": phases, "profile_top": top}
 
 
 def run_eval(args: argparse.Namespace) -> dict:
@@ -426,6 +562,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        help="forward+backward of DHFRObjective, batched vs per-image loop")
     objective.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 16])
     objective.set_defaults(run=run_objective, repeats=3)
+    profile_command = subcommands.add_parser(
+        "profile", parents=[common], help="eager training step under torch.profiler: time per phase, top kernels (ops on CPU)")
+    profile_command.add_argument("--batch-size", type=int, default=4, help="training batch")
+    profile_command.add_argument("--steps", type=int, default=3, help="profiled training steps (after the warm-up)")
+    profile_command.add_argument("--top", type=int, default=25, help="kernels (ops on CPU) listed, most device time first")
+    profile_command.add_argument("--trace", type=Path, default=None, metavar="DIR", help="also write a Chrome trace to DIR")
+    profile_command.set_defaults(run=run_profile)
     for name, run, description in (
         ("train", run_train, "training step: phases, steps/s, host syncs, peak memory (eager and CUDA graph)"),
         ("eval", run_eval, "eval forward: eager and, on CUDA, the graph replay per precision"),
