@@ -104,11 +104,11 @@ def spherical_kmeans(features: Tensor, initial_labels: Tensor, num_clusters: int
     ``[B, N]`` int64.
     """
     batch, num_pixels, _ = features.shape
-    cluster_ids = torch.arange(num_clusters, device=features.device)
+    # One-hot rows of the identity, one gather per round (F.one_hot checks the label range on the host).
+    identity = torch.eye(num_clusters, dtype=features.dtype, device=features.device)
     labels = initial_labels.to(features.device).expand(batch, num_pixels)
     for _ in range(iterations):
-        # One-hot by comparison: F.one_hot checks the label range on the host.
-        membership = (labels.unsqueeze(-1) == cluster_ids).to(features.dtype)  # [B, N, K]
+        membership = identity[labels]  # [B, N, K]
         prototypes = normalize(torch.bmm(membership.transpose(1, 2), features))  # [B, K, D]
         labels = torch.bmm(features, prototypes.transpose(1, 2)).argmax(dim=-1)
     return labels
