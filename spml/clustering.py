@@ -16,6 +16,7 @@ segments) are arguments, which the caller reads once per step for everything at 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +35,12 @@ def normalize(x: Tensor) -> Tensor:
     return F.normalize(x, p=2.0, dim=-1, eps=NORM_EPS)
 
 
+@functools.lru_cache(maxsize=None)
 def location_features(height: int, width: int, *, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``[H*W, 2]`` pixel locations ``(y, x)`` with ``y, x = linspace(0, 1, ·) − 0.5``, row-major."""
+    """``[H*W, 2]`` pixel locations ``(y, x)`` with ``y, x = linspace(0, 1, ·) − 0.5``, row-major.
+
+    Made once per size, dtype and device and then shared (callers must not modify it in place).
+    """
     y = torch.linspace(0, 1, height, dtype=dtype, device=device) - 0.5
     x = torch.linspace(0, 1, width, dtype=dtype, device=device) - 0.5
     grid_y, grid_x = torch.meshgrid(y, x, indexing="ij")
@@ -55,13 +60,15 @@ def pixel_features(embedding: Tensor) -> tuple[Tensor, Tensor]:
     return z, zl
 
 
+@functools.lru_cache(maxsize=None)
 def grid_initial_labels(height: int, width: int, grid: tuple[int, int], *, device: torch.device) -> Tensor:
     """``[H*W]`` initial k-means labels: a ``grid`` of rectangular cells, made compact.
 
     Row cell ``round(linspace(0, gy−1, H))``, column cell likewise, label ``ry + gy·rx``
     made compact (docs/method.md §2.5 step 3; §6 C.4): with cells compact per axis
     (:func:`_compact_cells`), the compact label is ``ry + min(H, gy)·rx``, every (row, column)
-    cell pair being present. :func:`grid_num_clusters` labels in all.
+    cell pair being present. :func:`grid_num_clusters` labels in all. Made once per size and
+    device and then shared (callers must not modify it in place).
     """
     grid_y, grid_x = grid
     row_cell = _compact_cells(height, grid_y, device=device)
@@ -97,11 +104,11 @@ def spherical_kmeans(features: Tensor, initial_labels: Tensor, num_clusters: int
     ``[B, N]`` int64.
     """
     batch, num_pixels, _ = features.shape
-    cluster_ids = torch.arange(num_clusters, device=features.device)
+    # One-hot rows of the identity, one gather per round (F.one_hot checks the label range on the host).
+    identity = torch.eye(num_clusters, dtype=features.dtype, device=features.device)
     labels = initial_labels.to(features.device).expand(batch, num_pixels)
     for _ in range(iterations):
-        # One-hot by comparison: F.one_hot checks the label range on the host.
-        membership = (labels.unsqueeze(-1) == cluster_ids).to(features.dtype)  # [B, N, K]
+        membership = identity[labels]  # [B, N, K]
         prototypes = normalize(torch.bmm(membership.transpose(1, 2), features))  # [B, K, D]
         labels = torch.bmm(features, prototypes.transpose(1, 2)).argmax(dim=-1)
     return labels
@@ -163,12 +170,15 @@ def segment_keys(batch_index: Tensor, cluster_label: Tensor, semantic_label: Ten
                  num_images: int, num_clusters: int) -> SegmentKeys:
     """Key every pixel by (image, k-means cluster, semantic, instance) (docs/method.md §2.5 step 4; §6 D).
 
-    All inputs are ``[N]`` int64 over the pixels of the (gathered) batch, with ``batch_index <
-    num_images``, ``cluster_label < num_clusters``, ``semantic_label < SEMANTIC_RANGE`` and
-    ``instance_label < INSTANCE_RANGE`` (:func:`labels_in_key_range`). The key space has a fixed
-    size, so nothing is read back to the host.
+    All inputs are int64 over the pixels of the (gathered) batch, ``[N]`` or broadcastable to a
+    common shape whose flattening is the pixel list (the objective keys both passes at once, a
+    ``[2, N]`` image and cluster index against ``[N]`` scribble and instance labels), with
+    ``batch_index < num_images``, ``cluster_label < num_clusters``, ``semantic_label <
+    SEMANTIC_RANGE`` and ``instance_label < INSTANCE_RANGE`` (:func:`labels_in_key_range`). The
+    key space has a fixed size, so nothing is read back to the host.
     """
     key = ((batch_index * num_clusters + cluster_label) * SEMANTIC_RANGE + semantic_label) * INSTANCE_RANGE + instance_label
+    key = key.reshape(-1)
     key_space = num_images * num_clusters * SEMANTIC_RANGE * INSTANCE_RANGE
     present = torch.zeros(key_space, dtype=torch.bool, device=key.device).index_fill_(0, key, True)
     return SegmentKeys(key, present.reshape(num_images, num_clusters, SEMANTIC_RANGE, INSTANCE_RANGE))

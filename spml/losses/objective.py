@@ -38,33 +38,24 @@ def _no_gather(tensor: Tensor) -> Tensor:
     return tensor
 
 
-@dataclass(frozen=True)
-class _PixelPass:
-    """One pass (plain or augmented) of the gathered batch, clustered but not yet segmented (docs/method.md §2.5 steps 2-4)."""
-
-    z: Tensor  # [N, D] unit pixel embeddings
-    zl: Tensor  # [N, D+2] with location
-    keys: SegmentKeys
-
-
-@dataclass(frozen=True)
-class _ClusteredPass:
-    """One pass of the gathered batch with its segments and their prototypes ``normalise(Σ z)``."""
-
-    z: Tensor  # [N, D]
-    zl: Tensor  # [N, D+2]
-    segments: Segments
-    prototypes: Tensor  # [S, D]
+NUM_PASSES = 2
+"""The plain and the augmented pass (docs/method.md §1.7), clustered and segmented together."""
 
 
 @dataclass(frozen=True)
 class _PixelBatch:
-    """Both passes of the gathered batch and its per-pixel labels at embedding resolution."""
+    """Both passes of the gathered batch, clustered but not yet segmented (docs/method.md §2.5 steps 2-4).
 
-    plain: _PixelPass
-    aug: _PixelPass
-    semantic_label: Tensor  # [N]
-    instance_label: Tensor  # [N]
+    Pixels are pass-major: the plain pass's images, then the augmented pass's. Each (pass, image)
+    pair is a *group* ``g = pass·B + image`` of the segment key space, so segment ids run over
+    the plain segments, then the augmented ones, which is the order ``sem_ann`` lists them in.
+    """
+
+    z: Tensor  # [2·B·N, D] unit pixel embeddings
+    zl: Tensor  # [2·B·N, D+2] with location
+    keys: SegmentKeys  # over the 2·B groups
+    semantic_label: Tensor  # [B·N], the same in both passes
+    instance_label: Tensor  # [B·N]
     num_images: int
 
 
@@ -72,36 +63,37 @@ class _PixelBatch:
 class _StepSizes:
     """The data-dependent sizes of one step, read from the device in one transfer.
 
-    ``segments`` and ``max_segments_per_image`` per pass (plain, aug); ``scribbled_pixels`` of
-    one pass; ``scribbled_prototypes`` over both passes and the memory bank.
+    ``segments`` per pass (plain, aug); ``max_segments_per_image`` over both passes;
+    ``scribbled_pixels`` of one pass; ``scribbled_prototypes`` over both passes and the memory bank.
     """
 
     segments: tuple[int, int]
-    max_segments_per_image: tuple[int, int]
+    max_segments_per_image: int
     scribbled_pixels: int
     scribbled_prototypes: int
 
     @classmethod
     def read(cls, batch: _PixelBatch, stored_labels: Tensor | None, num_classes: int) -> _StepSizes:
         """The step's only host read: one ``tolist()`` of the stacked sizes (and the label range check)."""
-        passes = (batch.plain.keys, batch.aug.keys)
-        scribbled_prototype_counts = [keys.num_scribbled_segments(num_classes) for keys in passes]
+        keys = batch.keys
+        segments_per_group = keys.segments_per_image()
+        scribbled_prototypes = keys.num_scribbled_segments(num_classes)
         if stored_labels is not None:
-            scribbled_prototype_counts.append((stored_labels < num_classes).sum())
+            scribbled_prototypes = scribbled_prototypes + (stored_labels < num_classes).sum()
         sizes = torch.stack([
-            *(keys.num_segments() for keys in passes),
-            *(keys.max_segments_per_image() for keys in passes),
+            *segments_per_group.reshape(NUM_PASSES, -1).sum(dim=1).unbind(),
+            segments_per_group.max(),
             (batch.semantic_label < num_classes).sum(),
-            torch.stack(scribbled_prototype_counts).sum(),
+            scribbled_prototypes,
             labels_in_key_range(batch.semantic_label, batch.instance_label).long(),
         ]).tolist()
-        segments_plain, segments_aug, max_plain, max_aug, scribbled_pixels, scribbled_prototypes, labels_in_range = sizes
+        segments_plain, segments_aug, max_per_image, scribbled_pixels, scribbled_prototypes, labels_in_range = sizes
         if not labels_in_range:
             raise ValueError(
                 f"semantic labels must lie in 0..{SEMANTIC_RANGE - 1} and instance labels in 0..{INSTANCE_RANGE - 1} "
                 "(docs/method.md §3.2)"
             )
-        return cls((segments_plain, segments_aug), (max_plain, max_aug), scribbled_pixels, scribbled_prototypes)
+        return cls((segments_plain, segments_aug), max_per_image, scribbled_pixels, scribbled_prototypes)
 
 
 def saliency_losses(outputs: dict[str, Tensor], labels: dict[str, Tensor], image: Tensor, weights: LossConfig) -> dict[str, Tensor]:
@@ -151,40 +143,35 @@ class DHFRObjective(nn.Module):
         batch = self._cluster(outputs["embedding"], outputs["embedding_aug"], labels)
         stored = memory.semantic_prototypes() if memory is not None else None
         sizes = _StepSizes.read(batch, None if stored is None else stored[1], self.num_classes)
-        plain, aug = (
-            _segment_pass(pixel_pass, count, max_per_image)
-            for pixel_pass, count, max_per_image in zip((batch.plain, batch.aug), sizes.segments, sizes.max_segments_per_image)
-        )
+        segments = build_segments(batch.keys, sum(sizes.segments), sizes.max_segments_per_image)
+        prototypes = segment_prototypes(batch.z, segments.index, segments.count)  # plain, then aug
         num_images = batch.num_images
 
-        sem_ann_prototypes = [plain.prototypes, aug.prototypes]
-        sem_ann_labels = [plain.segments.semantic_label, aug.segments.semantic_label]
+        sem_ann_prototypes, sem_ann_labels = [prototypes], [segments.semantic_label]
         if stored is not None:
-            sem_ann_prototypes.append(stored[0].to(plain.prototypes.dtype))
+            sem_ann_prototypes.append(stored[0].to(prototypes.dtype))
             sem_ann_labels.append(stored[1])
         all_prototypes, all_labels = torch.cat(sem_ann_prototypes), torch.cat(sem_ann_labels)
 
         sem_ann = semantic_annotation_loss(
-            torch.cat((plain.z, aug.z)),
-            torch.cat((batch.semantic_label, batch.semantic_label)),
-            torch.cat((plain.segments.index, aug.segments.index + plain.segments.count)),
+            batch.z,
+            batch.semantic_label.repeat(NUM_PASSES),
+            segments.index,
             all_prototypes,
             all_labels,
             self.num_classes,
             weights.sem_ann_concentration,
             weights.margin,
-            num_kept_pixels=2 * sizes.scribbled_pixels,
+            num_kept_pixels=NUM_PASSES * sizes.scribbled_pixels,
             num_kept_prototypes=sizes.scribbled_prototypes,
         )
-        img_sim = sum(
-            image_similarity_loss(
-                clustered.zl.reshape(num_images, -1, clustered.zl.shape[-1]),
-                batch.instance_label.reshape(num_images, -1),
-                clustered.segments,
-                weights.img_sim_concentration,
-                weights.margin,
-            )
-            for clustered in (plain, aug)
+        # plain + aug = NUM_PASSES × the mean over all (pass, image) groups (docs/method.md §2.5 step 7).
+        img_sim = NUM_PASSES * image_similarity_loss(
+            batch.zl.reshape(NUM_PASSES * num_images, -1, batch.zl.shape[-1]),
+            batch.instance_label.reshape(num_images, -1).repeat(NUM_PASSES, 1),
+            segments,
+            weights.img_sim_concentration,
+            weights.margin,
         )
         losses = {
             "sem_ann_loss": weights.sem_ann_loss_weight * sem_ann,
@@ -195,47 +182,54 @@ class DHFRObjective(nn.Module):
             **losses,
             "loss": sum(losses.values()),
             "accuracy": prototype_accuracy(all_prototypes.detach(), all_labels),
-            "memory_state": self._memory_state(plain, aug, num_images),
+            "memory_state": _memory_state(prototypes, segments, sizes.segments, num_images),
         }
 
     def _cluster(self, embedding: Tensor, embedding_aug: Tensor, labels: dict[str, Tensor]) -> _PixelBatch:
-        """k-means both passes locally, gather pixels and labels, key every pixel by its segment.
+        """k-means both passes at once, gather pixels and labels, key every pixel by its segment.
 
         The augmented pass uses the plain pass's labels (docs/method.md §2.5 step 4).
         """
         height, width = embedding.shape[-2:]
+        num_pixels = height * width
         grid = tuple(self.network_config.kmeans_num_clusters)
         num_clusters = grid_num_clusters(height, width, grid)
         initial = grid_initial_labels(height, width, grid, device=embedding.device)
-        pass_features, cluster_labels = [], []
-        for pass_embedding in (embedding, embedding_aug):
-            z, zl = pixel_features(pass_embedding)
-            cluster_labels.append(spherical_kmeans(zl.detach(), initial, num_clusters, self.network_config.kmeans_iterations))
-            pass_features.append((self.gather(z.flatten(0, 1)), self.gather(zl.flatten(0, 1))))
-        label_maps = [resize_labels(labels[key], (height, width)) for key in ("semantic_label", "instance_label")]
-        integer_columns = torch.stack([t.reshape(-1) for t in (*cluster_labels, *label_maps)], dim=1)
-        cluster_plain, cluster_aug, semantic, instance = self.gather(integer_columns).unbind(dim=1)
-        num_images = semantic.shape[0] // (height * width)
-        batch_index = torch.arange(semantic.shape[0], device=embedding.device) // (height * width)
-        pixel_passes = [
-            _PixelPass(z, zl, segment_keys(batch_index, pass_clusters, semantic, instance, num_images, num_clusters))
-            for (z, zl), pass_clusters in zip(pass_features, (cluster_plain, cluster_aug))
-        ]
-        return _PixelBatch(*pixel_passes, semantic, instance, num_images)
+        z, zl = pixel_features(torch.cat((embedding, embedding_aug)))  # [2B, N, ·], pass-major
+        clusters = spherical_kmeans(zl.detach(), initial, num_clusters, self.network_config.kmeans_iterations)
+        label_maps = [resize_labels(labels[key], (height, width)).reshape(-1) for key in ("semantic_label", "instance_label")]
+        integer_columns = torch.stack([*clusters.reshape(NUM_PASSES, -1), *label_maps], dim=1)  # [B·N, 4]
+        integer_columns = self.gather(integer_columns)
+        pass_clusters, semantic, instance = integer_columns.T[:NUM_PASSES], integer_columns[:, 2], integer_columns[:, 3]
+        num_images = semantic.shape[0] // num_pixels
+        num_groups = NUM_PASSES * num_images
+        group = torch.arange(num_groups * num_pixels, device=embedding.device).reshape(NUM_PASSES, -1) // num_pixels
+        keys = segment_keys(group, pass_clusters, semantic, instance, num_groups, num_clusters)
+        return _PixelBatch(self._gather_passes(z), self._gather_passes(zl), keys, semantic, instance, num_images)
 
-    @staticmethod
-    def _memory_state(plain: _ClusteredPass, aug: _ClusteredPass, num_images: int) -> dict:
-        """This step's detached prototypes and labels, keyed as the release's memory bank keys them."""
-        state: dict = {"batch_size": num_images}
-        for suffix, clustered in (("", plain), ("_aug", aug)):
-            state[f"prototype{suffix}"] = clustered.prototypes.detach()
-            state[f"prototype_semantic_label{suffix}"] = clustered.segments.semantic_label
-            state[f"prototype_instance_label{suffix}"] = clustered.segments.instance_label
-            state[f"prototype_batch_index{suffix}"] = clustered.segments.batch_index
-        return state
+    def _gather_passes(self, features: Tensor) -> Tensor:
+        """``[2B, N, D]`` pass-major features -> the gathered ``[2·B_global·N, D]``, still pass-major.
+
+        The gather runs over images (dim 0 of the ``[B, 2, N, D]`` view), so each pass holds the
+        images in rank order; without processes this is a view of ``features``.
+        """
+        per_image = features.unflatten(0, (NUM_PASSES, -1)).transpose(0, 1)
+        return self.gather(per_image).transpose(0, 1).reshape(-1, features.shape[-1])
 
 
-def _segment_pass(pixel_pass: _PixelPass, count: int, max_per_image: int) -> _ClusteredPass:
-    """Segments of one pass (``count`` of them, at most ``max_per_image`` in an image) and their prototypes."""
-    segments = build_segments(pixel_pass.keys, count, max_per_image)
-    return _ClusteredPass(pixel_pass.z, pixel_pass.zl, segments, segment_prototypes(pixel_pass.z, segments.index, segments.count))
+def _memory_state(prototypes: Tensor, segments: Segments, segments_per_pass: tuple[int, int], num_images: int) -> dict:
+    """This step's detached prototypes and labels, keyed as the release's memory bank keys them.
+
+    The segments of the pass-major groups split into the plain pass's and the augmented pass's;
+    a group's batch index is its image, ``group mod B``.
+    """
+    fields = {
+        "prototype": prototypes.detach(),
+        "prototype_semantic_label": segments.semantic_label,
+        "prototype_instance_label": segments.instance_label,
+        "prototype_batch_index": segments.batch_index % num_images,
+    }
+    state: dict = {"batch_size": num_images}
+    for name, values in fields.items():
+        state[name], state[f"{name}_aug"] = values.split(segments_per_pass)
+    return state

@@ -41,7 +41,8 @@ def segsort_loss(
     own prototype carries the pixel's label. Returns ``[G, N]``.
     """
     same_label = _same_label(pixel_label, prototype_label, prototype_valid)
-    similarity_exp = _similarity_exp(pixels, prototypes, same_label, prototype_valid, concentration, margin)
+    pixel_norm, prototype_norm = pixels.norm(dim=-1), prototypes.norm(dim=-1)
+    similarity_exp = _similarity_exp(pixels, prototypes, pixel_norm, prototype_norm, same_label, prototype_valid, concentration, margin)
     own, same, numerator, denominator = _numerator_denominator(similarity_exp, same_label, own_prototype)
     return -torch.log(numerator / denominator)
 
@@ -70,11 +71,21 @@ def _same_label(pixel_label: Tensor, prototype_label: Tensor, prototype_valid: T
 
 
 def _similarity_exp(
-    pixels: Tensor, prototypes: Tensor, same_label: Tensor, prototype_valid: Tensor, concentration: float, margin: float
+    pixels: Tensor,
+    prototypes: Tensor,
+    pixel_norm: Tensor,
+    prototype_norm: Tensor,
+    same_label: Tensor,
+    prototype_valid: Tensor,
+    concentration: float,
+    margin: float,
 ) -> Tensor:
-    """``[G, N, P]``: ``sm`` on same-label pairs, ``s`` on the others, ``exp(−inf) = 0`` on padding."""
+    """``[G, N, P]``: ``sm`` on same-label pairs, ``s`` on the others, ``exp(−inf) = 0`` on padding.
+
+    ``pixel_norm`` ``[G, N]`` and ``prototype_norm`` ``[G, P]`` are ``‖z_i‖`` and ``‖p_j‖``.
+    """
     similarity = torch.bmm(pixels, prototypes.transpose(1, 2))
-    positive_logit = torch.baddbmm(similarity, pixels.norm(dim=-1, keepdim=True), prototypes.norm(dim=-1).unsqueeze(1), alpha=-margin)
+    positive_logit = torch.baddbmm(similarity, pixel_norm.unsqueeze(2), prototype_norm.unsqueeze(1), alpha=-margin)
     negative_logit = similarity.masked_fill(~prototype_valid.unsqueeze(1), float("-inf"))
     return torch.exp(concentration * torch.where(same_label, positive_logit, negative_logit))
 
@@ -111,19 +122,19 @@ class _FusedSegSort(torch.autograd.Function):
         margin: float,
     ) -> Tensor:
         same_label = _same_label(pixel_label, prototype_label, prototype_valid)
-        similarity_exp = _similarity_exp(pixels, prototypes, same_label, prototype_valid, concentration, margin)
+        pixel_norm, prototype_norm = pixels.norm(dim=-1), prototypes.norm(dim=-1)
+        similarity_exp = _similarity_exp(pixels, prototypes, pixel_norm, prototype_norm, same_label, prototype_valid, concentration, margin)
         own, same, numerator, denominator = _numerator_denominator(similarity_exp, same_label, own_prototype)
         ctx.save_for_backward(
-            pixels, prototypes, pixel_label, own_prototype, prototype_label, prototype_valid, similarity_exp, own, same, numerator, denominator
+            pixels, prototypes, pixel_norm, prototype_norm, own_prototype, same_label, similarity_exp, own, same, numerator, denominator
         )
         ctx.concentration, ctx.margin = concentration, margin
         return -torch.log(numerator / denominator)
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor | None, ...]:
-        (pixels, prototypes, pixel_label, own_prototype, prototype_label, prototype_valid,
+        (pixels, prototypes, pixel_norm, prototype_norm, own_prototype, same_label,
          similarity_exp, own, same, numerator, denominator) = ctx.saved_tensors
-        same_label = _same_label(pixel_label, prototype_label, prototype_valid)
         scale = grad_loss * ctx.concentration
         other_weight = scale / denominator
         numerator_weight = scale * (1 / denominator - 1 / numerator)
@@ -135,8 +146,8 @@ class _FusedSegSort(torch.autograd.Function):
         grad_pixels = torch.bmm(grad_similarity, prototypes)
         grad_prototypes = torch.bmm(grad_similarity.transpose(1, 2), pixels)
         if ctx.margin:
-            grad_norm_product = grad_similarity.masked_fill_(~same_label, 0.0)  # ∂loss/∂(‖z_i‖‖p_j‖) / (−m)
-            pixel_norm, prototype_norm = pixels.norm(dim=-1), prototypes.norm(dim=-1)
+            # ∂loss/∂(‖z_i‖‖p_j‖) / (−m): the same-label pairs' entries (the others are ≥ 0, so × 0 gives +0).
+            grad_norm_product = grad_similarity.mul_(same_label)
             grad_pixel_norm = -ctx.margin * torch.bmm(grad_norm_product, prototype_norm.unsqueeze(2)).squeeze(2)
             grad_prototype_norm = -ctx.margin * torch.bmm(pixel_norm.unsqueeze(1), grad_norm_product).squeeze(1)
             grad_pixels += _norm_backward(pixels, pixel_norm, grad_pixel_norm)

@@ -16,11 +16,16 @@ def _local_mean(x: Tensor) -> Tensor:
 
 
 def structure_consistency(x: Tensor, y: Tensor) -> Tensor:
-    """``0.85·mean(clamp((1 − SSIM(x, y))/2, 0, 1)) + 0.15·mean|x − y|`` for ``[B, 1, H, W]`` maps."""
-    mu_x, mu_y = _local_mean(x), _local_mean(y)
-    sigma_x = _local_mean(x * x) - mu_x * mu_x
-    sigma_y = _local_mean(y * y) - mu_y * mu_y
-    sigma_xy = _local_mean(x * y) - mu_x * mu_y
+    """``0.85·mean(clamp((1 − SSIM(x, y))/2, 0, 1)) + 0.15·mean|x − y|`` for ``[B, 1, H, W]`` maps.
+
+    The five local means ``μx, μy, pool(x²), pool(y²), pool(xy)`` come from one pooling of the
+    stacked maps.
+    """
+    moments = _local_mean(torch.cat((x, y, x * x, y * y, x * y), dim=1))
+    mu_x, mu_y, mean_xx, mean_yy, mean_xy = moments.split(1, dim=1)
+    sigma_x = mean_xx - mu_x * mu_x
+    sigma_y = mean_yy - mu_y * mu_y
+    sigma_xy = mean_xy - mu_x * mu_y
     ssim = ((2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)) / (
         (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
     )
