@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 SYNC_OPS = frozenset({
     "aten::_local_scalar_dense", "aten::nonzero", "aten::_unique", "aten::_unique2", "aten::unique_dim",
@@ -65,3 +66,19 @@ def count_cuda_syncs(work: Callable[[], object]) -> int:
         finally:
             torch.cuda.set_sync_debug_mode(previous)
     return sum("synchroniz" in str(warning.message).lower() for warning in caught)
+
+
+def count_dispatched_ops(work: Callable[[], object]) -> Counter:
+    """Ops of one ``work()`` that compute something (views left out), by name, as PyTorch
+    dispatches them: on a GPU each is at least one kernel launch."""
+    counts: Counter = Counter()
+
+    class _Counting(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            if not func.is_view:
+                counts[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Counting():
+        work()
+    return counts
