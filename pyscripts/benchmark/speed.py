@@ -390,8 +390,8 @@ def summarise_profile(events: list, cuda: bool, steps: int, top: int) -> tuple[l
 
 
 def profile_training(device: torch.device, batch_size: int, steps: int, top: int, trace_dir: Path | None = None,
-                     warmup_steps: int = WARMUP_STEPS) -> dict[str, list[dict]]:
-    """Where the time of an eager training step goes: ``steps`` steps of :func:`warm_training_run`
+                     warmup_steps: int = WARMUP_STEPS, precision: str = "fp32") -> dict[str, list[dict]]:
+    """Where the time of an eager training step in ``precision`` goes: ``steps`` steps of :func:`warm_training_run`
     recorded with ``torch.profiler`` (CPU, and CUDA on a GPU; eager so the kernels carry the ops'
     names; a CUDA-graph replay runs the same kernels).
 
@@ -403,16 +403,17 @@ def profile_training(device: torch.device, batch_size: int, steps: int, top: int
     device time, with the op that launched most of each kernel's time (CUDA). ``trace_dir`` also
     receives the Chrome trace.
     """
-    run = warm_training_run(device, batch_size, graphs=False, warmup_steps=warmup_steps)
+    run = warm_training_run(device, batch_size, graphs=False, precision=precision, warmup_steps=warmup_steps)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
         run.steps(steps)
         _synchronize(device)
+    set_float32_precision("fp32")
     phases, kernels = summarise_profile(profiler.events(), device.type == "cuda", steps, top)
     if trace_dir is not None:
         trace_dir.mkdir(parents=True, exist_ok=True)
         profiler.export_chrome_trace(str(trace_dir / f"profile_{device.type}_batch{batch_size}.json"))
-    head = {"device": str(device), "batch_size": batch_size}
+    head = {"device": str(device), "batch_size": batch_size, "precision": precision}
     return {"phases": [{**head, **row} for row in phases], "top": [{**head, **row} for row in kernels]}
 
 
@@ -509,10 +510,11 @@ def run_train(args: argparse.Namespace) -> dict:
 def run_profile(args: argparse.Namespace) -> dict:
     phases, top = [], []
     for device_name in args.devices:
-        result = profile_training(torch.device(device_name), args.batch_size, args.steps, args.top, args.trace)
+        result = profile_training(torch.device(device_name), args.batch_size, args.steps, args.top, args.trace,
+                                  precision=args.precision)
         phases += result["phases"]
         top += result["top"]
-    print(_table(phases, ["device", "batch_size", "phase", "device_ms", "calls"]))
+    print(_table(phases, ["device", "batch_size", "precision", "phase", "device_ms", "calls"]))
     print()
     shown = [{**row, "name": _shorten(row["name"], PROFILE_NAME_WIDTH)} for row in top]
     print(_table(shown, ["device", "name", "op", "calls", "ms_per_step", "mean_us", "share_pct"]))
@@ -568,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_command.add_argument("--steps", type=int, default=3, help="profiled training steps (after the warm-up)")
     profile_command.add_argument("--top", type=int, default=25, help="kernels (ops on CPU) listed, most device time first")
     profile_command.add_argument("--trace", type=Path, default=None, metavar="DIR", help="also write a Chrome trace to DIR")
+    profile_command.add_argument("--precision", default="fp32", choices=PRECISIONS, help="training precision (CUDA only)")
     profile_command.set_defaults(run=run_profile)
     for name, run, description in (
         ("train", run_train, "training step: phases, steps/s, host syncs, peak memory (eager and CUDA graph)"),
