@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from network.swin_block import SaliencyGuidedBlock, alternating_shift
+from network.swin_block import SaliencyGuidedBlock, alternating_shift, saliency_masks
 
 CPAB_DROP_PATH_STEP = 0.1 / 11
 """DropPath rate of CPAB block i is ``CPAB_DROP_PATH_STEP * (2 + i)``."""
@@ -37,7 +37,8 @@ class CrossPadding(nn.Module):
 class CrossPaddingAttentionBlock(nn.Module):
     """CPAB: cross-padding to a ``grid x grid`` map of ``dim`` channels, then ``depth`` MWSA blocks.
 
-    Shifts alternate 0/3; DropPath of block i is ``0.1 / 11 * (2 + i)``.
+    Shifts alternate 0/3; DropPath of block i is ``0.1 / 11 * (2 + i)``. The blocks share one
+    set of saliency masks.
     """
 
     def __init__(self, dim: int, grid: int, depth: int, num_heads: int) -> None:
@@ -51,6 +52,7 @@ class CrossPaddingAttentionBlock(nn.Module):
     def forward(self, f1: torch.Tensor, f2: torch.Tensor, saliency: torch.Tensor | None = None) -> torch.Tensor:
         """``f1, f2`` ``[B, 2*dim, grid/2, grid/2]``, ``saliency`` ``[B, 1, grid, grid]`` or None."""
         x = self.cross_padding(f1, f2)
+        masks = saliency_masks(saliency)
         for layer in self.layers:
-            x = layer(x, saliency)
+            x = layer(x, masks)
         return x

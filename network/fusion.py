@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from network.cross_padding import CPAB_DROP_PATH_STEP, CrossPaddingAttentionBlock
-from network.swin_block import PatchMerging, SaliencyGuidedBlock, alternating_shift, init_swin_weights
+from network.swin_block import PatchMerging, SaliencyGuidedBlock, alternating_shift, init_swin_weights, saliency_masks
 
 ENCODER_DIM = 384
 FUSION_GRID = 28
@@ -19,7 +19,7 @@ class PatchMergingAttentionBlock(nn.Module):
     """PMAB: patch merging ``[B, C, 2g, 2g]`` -> ``[B, 2C, g, g]``, then MWSA blocks at grid ``g``.
 
     The saliency map is bilinearly resized (align_corners=False) to ``g x g``; DropPath of
-    block i is ``0.1 / 11 * (4 + i)``.
+    block i is ``0.1 / 11 * (4 + i)``. The blocks share one set of saliency masks.
     """
 
     def __init__(self, dim: int, grid: int, depth: int, num_heads: int) -> None:
@@ -32,9 +32,9 @@ class PatchMergingAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
         x = self.patch_merging(x)
-        saliency = F.interpolate(saliency, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        masks = saliency_masks(F.interpolate(saliency, size=x.shape[-2:], mode="bilinear", align_corners=False))
         for layer in self.layers:
-            x = layer(x, saliency)
+            x = layer(x, masks)
         return x
 
 

@@ -34,7 +34,7 @@ class SwinBlock(nn.Module):
         self.conv = LocalityFFN(dim)
 
     def forward(
-        self, x: torch.Tensor, saliency_masks: tuple[torch.Tensor, torch.Tensor] | None = None
+        self, x: torch.Tensor, saliency_masks: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``x`` ``[B, C, h, w]`` -> ``[B, C, h, w]``; ``saliency_masks`` as in ``WindowAttention``."""
         _, channels, height, width = x.shape
@@ -54,18 +54,24 @@ class SwinBlock(nn.Module):
 class SaliencyGuidedBlock(nn.Module):
     """Saliency-masked window self-attention block, MWSA (docs/method.md §1.3).
 
-    Turns a saliency map at the block's grid into foreground/background attention masks
-    (unshifted, release quirk) and runs the wrapped :class:`SwinBlock` ``w_attn`` with them.
+    Runs the wrapped :class:`SwinBlock` ``w_attn`` (the release's state-dict name) with the
+    masks of :func:`saliency_masks`; the blocks of one group share one saliency map, so the
+    group computes the masks once and hands them to each block.
     """
 
     def __init__(self, dim: int, grid: int, num_heads: int, shift: int, drop_path: float) -> None:
         super().__init__()
         self.w_attn = SwinBlock(dim, grid, num_heads, shift, drop_path)
 
-    def forward(self, x: torch.Tensor, saliency: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` ``[B, C, h, w]``, ``saliency`` ``[B, 1, h, w]`` probabilities or None (plain attention)."""
-        masks = None if saliency is None else saliency_window_masks(saliency, WINDOW_SIZE)
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``[B, C, h, w]``, ``masks`` from :func:`saliency_masks` or None (plain attention)."""
         return self.w_attn(x, masks)
+
+
+def saliency_masks(saliency: torch.Tensor | None) -> torch.Tensor | None:
+    """Attention masks of a ``[B, 1, h, w]`` saliency map (probabilities) at a block grid ``h = w``,
+    unshifted (release quirk); None for None."""
+    return None if saliency is None else saliency_window_masks(saliency, WINDOW_SIZE)
 
 
 class PatchMerging(nn.Module):

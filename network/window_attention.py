@@ -20,12 +20,12 @@ BACKGROUND_THRESHOLD = 0.2
 
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """0 where ``allowed`` (bool) holds, :data:`MASKED_LOGIT` elsewhere; same shape."""
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, MASKED_LOGIT)
+    return torch.where(allowed, 0.0, MASKED_LOGIT).to(dtype)
 
 
 def member_pairs(member: torch.Tensor) -> torch.Tensor:
-    """``[W, N]`` bool -> ``[W, N, N]`` bool: query and key are both members."""
-    return member.unsqueeze(2) & member.unsqueeze(1)
+    """``[..., N]`` bool -> ``[..., N, N]`` bool: query and key are both members."""
+    return member.unsqueeze(-1) & member.unsqueeze(-2)
 
 
 def shifted_window_mask(grid: int, window_size: int, shift: int) -> torch.Tensor:
@@ -43,24 +43,27 @@ def shifted_window_mask(grid: int, window_size: int, shift: int) -> torch.Tensor
     return additive_mask(windows.unsqueeze(2) == windows.unsqueeze(1))
 
 
-def saliency_window_masks(saliency: torch.Tensor, window_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Foreground and background attention masks from a saliency map (docs/method.md §1.3).
+def saliency_window_masks(saliency: torch.Tensor, window_size: int) -> torch.Tensor:
+    """Plain, foreground and background attention masks from a saliency map (docs/method.md §1.3).
 
     ``saliency`` ``[B, 1, h, w]`` is partitioned into windows *without* any cyclic shift
-    (release quirk). Returns ``(fg, bg)``, each ``[B * num_windows, 1, N, N]`` additive
-    (broadcast over heads), from ``saliency >= 0.8`` and ``saliency < 0.2``.
+    (release quirk). Returns ``[3, B * num_windows, 1, N, N]`` additive masks (broadcast over
+    heads): all zeros, then ``M_fg`` from ``saliency >= 0.8`` and ``M_bg`` from ``saliency < 0.2``,
+    stacked so that :class:`WindowAttention` takes the three softmaxes in one call.
     """
     windows = window_partition(saliency.permute(0, 2, 3, 1), (window_size, window_size)).flatten(1)
-    foreground = additive_mask(member_pairs(windows >= FOREGROUND_THRESHOLD), saliency.dtype)
-    background = additive_mask(member_pairs(windows < BACKGROUND_THRESHOLD), saliency.dtype)
-    return foreground.unsqueeze(1), background.unsqueeze(1)
+    members = torch.stack((torch.ones_like(windows, dtype=torch.bool), windows >= FOREGROUND_THRESHOLD,
+                           windows < BACKGROUND_THRESHOLD))
+    return additive_mask(member_pairs(members), saliency.dtype).unsqueeze(2)
 
 
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside square windows with a learnt relative position bias.
 
     Plain: ``softmax(A) V`` with ``A = (q * head_dim**-0.5) k^T + B_rel (+ R)``.
-    Saliency-guided (docs/method.md §1.3): ``softmax(A) V + softmax(A + M_fg) V - softmax(A + M_bg) V``.
+    Saliency-guided (docs/method.md §1.3): ``softmax(A) V + softmax(A + M_fg) V - softmax(A + M_bg) V``,
+    computed as ``(softmax(A + 0) + softmax(A + M_fg) - softmax(A + M_bg)) V`` with the three
+    softmaxes in one call over the stacked masks of :func:`saliency_window_masks`.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int = 7) -> None:
@@ -79,24 +82,26 @@ class WindowAttention(nn.Module):
         self,
         windows: torch.Tensor,
         shift_mask: torch.Tensor | None = None,
-        saliency_masks: tuple[torch.Tensor, torch.Tensor] | None = None,
+        saliency_masks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``windows`` ``[B*nW, N, C]`` -> ``[B*nW, N, C]``.
 
         ``shift_mask`` ``[nW, N, N]`` is added to every logit map; ``saliency_masks`` are the
-        ``(fg, bg)`` pair of :func:`saliency_window_masks`.
+        stacked ``[3, B*nW, 1, N, N]`` masks of :func:`saliency_window_masks`.
         """
         num_windows, tokens, channels = windows.shape
         qkv = self.qkv(windows).reshape(num_windows, tokens, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # One copy to head-major layout; the matmuls then read k^T and v without copying them.
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
         logits = (q * self.scale) @ k.transpose(-2, -1) + self._relative_position_bias()
         if shift_mask is not None:
             per_image = logits.view(-1, shift_mask.shape[0], self.num_heads, tokens, tokens)
             logits = (per_image + shift_mask.unsqueeze(1)).view(num_windows, self.num_heads, tokens, tokens)
-        attn = logits.softmax(dim=-1)
-        if saliency_masks is not None:
-            foreground, background = saliency_masks
-            attn = attn + (logits + foreground).softmax(dim=-1) - (logits + background).softmax(dim=-1)
+        if saliency_masks is None:
+            attn = logits.softmax(dim=-1)
+        else:
+            plain, foreground, background = (logits + saliency_masks).softmax(dim=-1).unbind(0)
+            attn = plain + foreground - background
         out = (attn @ v).transpose(1, 2).reshape(num_windows, tokens, channels)
         return self.proj(out)
 
