@@ -64,6 +64,15 @@ def test_precision_sets_the_training_arithmetic():
     assert config_from_environment({"MIXED_PRECISION": "0"}) == default_config()
 
 
+def test_a_reduced_precision_on_the_cpu_stops_before_anything_is_written(tmp_path):
+    with pytest.raises(SettingsError, match=r"^PRECISION=bf16: needs a CUDA device \(the CPU runs fp32\)$"):
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "PRECISION": "bf16"}, device_type="cpu")
+    assert not (tmp_path / "run").exists()
+    config_path, _, _ = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "PRECISION": "bf16"},
+                                             device_type="cuda")
+    assert load_config(config_path).train.precision == "bf16"
+
+
 @pytest.mark.parametrize("mixed_precision, precision", [(True, "fp16"), (False, "fp32")])
 def test_a_config_from_before_precision_existed_is_read_with_its_meaning(tmp_path, mixed_precision, precision):
     path = tmp_path / CONFIG_NAME

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bashscripts/sod/common.sh "$@"
 
-settings=$("$PYTHON" pyscripts/tools/fill_config.py train --processes "$NPROC") || exit $?
+settings=$("$PYTHON" pyscripts/tools/fill_config.py train --processes "$NPROC" --device "$DEVICE") || exit $?
 eval "$settings"
 
 train_args=(--config "$CONFIG" --device "$DEVICE")

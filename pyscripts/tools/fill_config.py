@@ -2,7 +2,7 @@
 variables the user set (see ``spml.training.settings.ENVIRONMENT``) and prints shell
 assignments for the launcher to ``eval``.
 
-    python3 pyscripts/tools/fill_config.py train [--processes N]
+    python3 pyscripts/tools/fill_config.py train [--processes N] [--device cpu|cuda]
         checks the settings, writes (start) or checks (RESUME=1) <snapshot dir>/config_sod_emb.yaml;
         prints CONFIG, RESUME, EAGER and VALIDATE (1 unless VALIDATE=0)
     python3 pyscripts/tools/fill_config.py test-score
@@ -30,12 +30,14 @@ def _assignments(values: dict[str, object]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("train").add_argument("--processes", type=int, default=1)
+    train = commands.add_parser("train")
+    train.add_argument("--processes", type=int, default=1)
+    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the launcher's DEVICE")
     commands.add_parser("test-score")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            config, resume, notes = prepare_training_run(os.environ, args.processes)
+            config, resume, notes = prepare_training_run(os.environ, args.processes, args.device)
             for note in notes:
                 print(note, file=sys.stderr)
             print(f"snapshot directory: {config.parent}", file=sys.stderr)

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lib.distributed import DeviceUnavailableError, ProcessGroup, all_gather_cat, barrier, setup_process_group, \
     teardown_process_group
 from lib.io import WriteError, remove_stale_temporaries
+from lib.precisions import check_precision_device
 from lib.logging import setup_logging
 from lib.lr_schedule import step_lr
 from network import CheckpointError, build_model, init_from_imagenet
@@ -80,12 +81,6 @@ def starting_point(config: Config, stage_dir: Path, resume: bool) -> int | None:
     return resume_iteration
 
 
-def check_precision_device(precision: str, device: torch.device) -> None:
-    """``PRECISION`` other than fp32 needs a CUDA device (as for inference)."""
-    if precision != "fp32" and device.type != "cuda":
-        raise InputError(f"PRECISION={precision}: needs a CUDA device (the CPU trains in fp32)")
-
-
 def uses_cuda_graphs(group: ProcessGroup, eager: bool) -> bool:
     """Whether the network is replayed as CUDA graphs: on one CUDA process unless ``eager``.
 
@@ -128,7 +123,10 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
     seed_everything(train_config.seed + group.rank)
     # Start-up checks, all before the network is built.
     resume_iteration = starting_point(config, stage_dir, resume)
-    check_precision_device(train_config.precision, device)
+    try:
+        check_precision_device(train_config.precision, device.type, f"PRECISION={train_config.precision}")
+    except ValueError as error:
+        raise InputError(str(error)) from None
     graphs = uses_cuda_graphs(group, eager)
     if group.is_main and stage_dir.is_dir():
         for path in remove_stale_temporaries(stage_dir):

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lib.precisions import check_precision_device
 from network import build_model, load_checkpoint
 from network.cuda_graphs import GraphedEval
 from network.precision import autocast, check_precision, set_float32_precision
@@ -59,9 +60,8 @@ def eval_network(model: nn.Module, eager: bool = False, precision: str = "fp32")
     """
     device = next(model.parameters()).device
     check_precision(precision)
+    check_precision_device(precision, device.type, f"--precision {precision}")
     if device.type != "cuda":
-        if precision != "fp32":
-            raise ValueError(f"--precision {precision}: needs a CUDA device (the CPU runs fp32)")
         return model
     set_float32_precision(precision)
     if not eager:

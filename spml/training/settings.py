@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from lib.precisions import check_precision_device
 from spml.config import Config, ConfigError, config_from_dict, config_to_dict, default_config, describe_accepted, \
     load_config, save_config
 from spml.training.layout import CONFIG_NAME, RESULTS_ROOT, STAGE_DIR, newest_complete_checkpoint, newest_model_file, \
@@ -122,15 +123,21 @@ def setting_changes(saved: Config, new: Config) -> list[str]:
     return changes
 
 
-def prepare_training_run(environ: Mapping[str, str], processes: int = 1) -> tuple[Path, bool, list[str]]:
+def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
+                         device_type: str = "cpu") -> tuple[Path, bool, list[str]]:
     """Check the settings and write the run's config; return ``(config path, resume, notes)``.
 
     A start writes ``<snapshot dir>/config_sod_emb.yaml``. ``RESUME=1`` needs a complete
     checkpoint in ``<snapshot dir>/stage1`` and the same settings as the saved config
-    (``RESUME_ALLOW_CHANGES=1`` accepts changes and rewrites the config).
+    (``RESUME_ALLOW_CHANGES=1`` accepts changes and rewrites the config). ``PRECISION`` other
+    than fp32 needs ``device_type`` ``cuda``; nothing is written when a check fails.
     """
     resume, allow_changes = flag(environ, "RESUME"), flag(environ, "RESUME_ALLOW_CHANGES")
     config = config_from_environment(environ)
+    try:
+        check_precision_device(config.train.precision, device_type, f"PRECISION={config.train.precision}")
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
     if config.train.batch_size % processes:
         raise SettingsError(f"BATCH_SIZE={config.train.batch_size}: must be a multiple of the {processes} processes")
     snapshot_dir = snapshot_dir_of(config, environ)
