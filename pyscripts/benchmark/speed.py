@@ -66,6 +66,7 @@ from spml.losses.parted_ce import SIDE_WEIGHTS
 from spml.losses.prototype_accuracy import prototype_accuracy
 from spml.losses.segsort import segsort_loss
 from spml.data.lists import ensure_train_list
+from spml.training.reporting import StepReporter
 from spml.training.sampling import make_loader, training_batches
 from spml.training.step import (PHASES, Forward, LoggedValues, TrainingState, backward, batch_to_device,
                                 make_training_state, network_outputs, training_step, update)
@@ -251,21 +252,15 @@ class TrainingRun:
     clamp: float
     precision: str = "fp32"
 
-    def step(self) -> LoggedValues:
-        """One step; its losses, not yet read."""
-        return training_step(self.network, self.objective, self.state, self.batch, self.lr, self.clamp,
-                             self.precision).logged
-
     def steps(self, count: int) -> None:
-        """``count`` steps, each one's losses read after the next is issued (as the training loop does)."""
-        pending = None
-        for _ in range(count):
-            logged = self.step()
-            if pending is not None:
-                pending.read()
-            pending = logged
-        if pending is not None:
-            pending.read()
+        """``count`` steps, each one's losses read by the training loop's :class:`StepReporter`
+        (after the next step is issued; no bar, no TensorBoard)."""
+        reporter = StepReporter(0, count, 1, lambda _: self.lr, None, INPUT_SIZE)
+        for iteration in reporter.iterations():
+            step = training_step(self.network, self.objective, self.state, self.batch, self.lr, self.clamp,
+                                 self.precision, iteration)
+            reporter.step(step.logged, self.batch, step.outputs)
+        reporter.close()
 
 
 def warm_training_run(device: torch.device, batch_size: int, graphs: bool, precision: str = "fp32",
