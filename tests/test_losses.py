@@ -160,6 +160,33 @@ def test_prototype_accuracy_counts_top5_label_agreement_including_self(monkeypat
     assert prototype_accuracy(prototypes, mixed) == whole
 
 
+def full_row_top5_accuracy(prototypes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The one-stage reference: one topk over each whole row of the similarity matrix."""
+    retrieved = (prototypes @ prototypes.T).topk(min(5, len(prototypes)), dim=1).indices
+    return (labels[retrieved] == labels.unsqueeze(1)).float().mean()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("num_prototypes", [3, 300, 1000, 1024, 2999])
+def test_prototype_accuracy_by_group_maxima_equals_a_full_row_top5(monkeypatch, num_prototypes, dtype):
+    # Groups of 100 columns: several, a padded last one unless P is a multiple of 100, fewer groups
+    # than 5 for P = 300, one (and all retrieved) for P < 5; chunks of 700 rows, the last one shorter.
+    monkeypatch.setattr(accuracy_module, "COLUMNS_PER_GROUP", 100)
+    monkeypatch.setattr(accuracy_module, "ROWS_PER_CHUNK", 700)
+    generator = torch.Generator().manual_seed(num_prototypes)
+    prototypes = torch.nn.functional.normalize(torch.randn(num_prototypes, 64, generator=generator, dtype=dtype), dim=-1)
+    labels = torch.randint(0, 2, (num_prototypes,), generator=generator)
+    accuracy = prototype_accuracy(prototypes, labels)
+    assert accuracy.dtype == torch.float32 and accuracy.dim() == 0
+    assert accuracy == full_row_top5_accuracy(prototypes, labels)
+
+
+def test_prototype_accuracy_never_retrieves_the_padding_of_the_last_group():
+    # Two antipodal prototypes: each one's similarity to the other (-1) is below a padding column's 0·x.
+    prototypes = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    assert prototype_accuracy(prototypes, torch.tensor([0, 1])).item() == 0.5
+
+
 def memory_state(step: int, batch_size: int = 2) -> dict:
     state = {"batch_size": batch_size}
     for suffix in ("", "_aug"):
