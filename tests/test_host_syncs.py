@@ -13,13 +13,14 @@ dispatches is counted too (it clusters and scores both passes together).
 """
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.profiling import count_dispatched_ops, count_host_syncs
+from lib.profiling import count_cuda_syncs, count_dispatched_ops, count_host_syncs
 from network import build_model
 from spml.losses import DHFRObjective, MemoryBank
 
@@ -114,6 +115,20 @@ def test_the_counter_sees_item_tolist_and_boolean_indexing():
     assert count_host_syncs(step) == Counter({"tolist()": 1, "item()": 1, "aten::nonzero": 1, "aten::_local_scalar_dense": 1})
 
 
+def test_the_cuda_counter_counts_waits_not_the_debug_modes_notice(monkeypatch):
+    """PyTorch's sync debug mode warns once that it is a prototype (seen on an H100, torch 2.11);
+    only its 'called a synchronizing CUDA operation' warnings are waits. The mode is stubbed here."""
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
+
+    def work() -> None:
+        warnings.warn("Synchronization debug mode is a prototype feature and does not yet detect all synchronizing operations")
+        for _ in range(2):
+            warnings.warn("called a synchronizing CUDA operation")
+
+    assert count_cuda_syncs(work) == 2
+
+
 def test_after_its_first_step_the_objective_copies_no_constants_to_the_device(setup, monkeypatch):
     """On a GPU a ``torch.tensor(..., device=)`` copy from host memory waits for the stream, like a
     host read; the objective's constants (filters, ImageNet statistics) are made once."""
@@ -130,9 +145,8 @@ def test_after_its_first_step_the_objective_copies_no_constants_to_the_device(se
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_on_cuda_a_graphed_step_waits_for_the_device_once():
-    """Counted with the CUDA sync debug mode (it sees tolist(), which the profiler does not):
-    the objective's size read; the loss copy for logging does not wait."""
-    from lib.profiling import count_cuda_syncs
+    """Counted with the CUDA sync debug mode (it sees a CUDA tensor's copy to the host wait, which the
+    profiler does not): the objective's size read; the loss copy for logging does not wait."""
     from network.cuda_graphs import graphed_training_forward
     from spml.training.step import LoggedValues, batch_to_device, make_training_state, network_outputs
 
