@@ -140,6 +140,9 @@ class DHFRObjective(nn.Module):
 
     def forward(self, outputs: dict[str, Tensor], labels: dict[str, Tensor], image: Tensor, memory: MemoryBank | None = None) -> dict:
         weights = self.loss_config
+        # Terms that need no size are issued before the step's one device read, so that on a GPU
+        # their launches overlap the network's kernels instead of following the read.
+        saliency = saliency_losses(outputs, labels, image, weights)
         batch = self._cluster(outputs["embedding"], outputs["embedding_aug"], labels)
         stored = memory.semantic_prototypes() if memory is not None else None
         sizes = _StepSizes.read(batch, None if stored is None else stored[1], self.num_classes)
@@ -176,7 +179,7 @@ class DHFRObjective(nn.Module):
         losses = {
             "sem_ann_loss": weights.sem_ann_loss_weight * sem_ann,
             "img_sim_loss": weights.img_sim_loss_weight * img_sim,
-            **saliency_losses(outputs, labels, image, weights),
+            **saliency,
         }
         return {
             **losses,
