@@ -280,3 +280,16 @@ def test_objective_memory_state_is_detached_and_counts_the_batch():
     assert state["batch_size"] == 3
     assert not state["prototype"].requires_grad and not state["prototype_aug"].requires_grad
     assert set(state["prototype_batch_index"].tolist()) == {0, 1, 2}
+
+
+def test_objective_without_accuracy_leaves_it_out_and_gives_the_same_losses_and_memory_state():
+    outputs, labels, image = synthetic_batch()
+    memory = MemoryBank()
+    objective = DHFRObjective()
+    memory.push(objective(outputs, labels, image)["memory_state"])
+    full, without = (objective(outputs, labels, image, memory, accuracy=accuracy) for accuracy in (True, False))
+    assert "accuracy" in full and "accuracy" not in without
+    for key in (*LOSS_KEYS, "loss"):
+        assert torch.equal(full[key], without[key]), key
+    for key, value in full["memory_state"].items():
+        assert torch.equal(torch.as_tensor(value), torch.as_tensor(without["memory_state"][key])), key

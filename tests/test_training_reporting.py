@@ -65,6 +65,21 @@ def test_scalars_and_the_strip_go_to_tensorboard_at_their_own_iteration(tmp_path
     assert [image.step for image in accumulator.Images("train/strip")] == [2]
 
 
+def test_the_accuracy_is_asked_for_and_logged_on_tensorboard_iterations_only(tmp_path):
+    steps = reporter(tmp_path, tensorboard_step=2)
+    for iteration in range(1, 4):
+        asked = steps.logs_scalars_at(iteration)
+        assert asked == (iteration == 2)
+        values = {key: torch.tensor(1.0) for key in LOGGED_KEYS if key != "accuracy" or asked}
+        steps.step(LoggedValues(values, iteration), *strip_inputs())
+    steps.close()
+    [events] = tmp_path.glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    assert [event.step for event in accumulator.Scalars("train/accuracy")] == [2]
+    assert [event.step for event in accumulator.Scalars("train/loss")] == [2]
+
+
 def test_a_non_finite_loss_stops_at_the_next_read_naming_its_iteration():
     steps = reporter()
     steps.step(RecordingValues(5, [], value=float("inf")), {}, {})

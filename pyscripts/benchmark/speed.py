@@ -232,9 +232,10 @@ def _peak_memory_gib(device: torch.device) -> float:
 
 
 def backward_of_one_step(network: Callable, objective: DHFRObjective, state, batch: dict, precision: str) -> None:
-    """A training step up to its gradients: forward, objective with the memory bank, the logging read, backward."""
+    """A training step up to its gradients: forward, objective with the memory bank, the logging read, backward
+    (an ordinary iteration: no accuracy, see :class:`TrainingRun`)."""
     image, depth, labels = batch_to_device(batch, next(state.model.parameters()).device)
-    result = objective(network_outputs(network, image, depth, precision), labels, image, state.memory)
+    result = objective(network_outputs(network, image, depth, precision), labels, image, state.memory, accuracy=False)
     LoggedValues(result, 0).read()
     backward(state, result["loss"])
     state.memory.push(result["memory_state"])
@@ -242,7 +243,11 @@ def backward_of_one_step(network: Callable, objective: DHFRObjective, state, bat
 
 @dataclass
 class TrainingRun:
-    """The training step of ``spml.training.step`` at release settings on a synthetic batch, ready to repeat."""
+    """The training step of ``spml.training.step`` at release settings on a synthetic batch, ready to repeat.
+
+    Its steps are the training loop's ordinary iterations, which leave out the objective's
+    diagnostic accuracy (computed on TensorBoard iterations only, 1 in 100 by default).
+    """
 
     network: Forward
     objective: DHFRObjective
@@ -258,7 +263,7 @@ class TrainingRun:
         reporter = StepReporter(0, count, 1, lambda _: self.lr, None, INPUT_SIZE)
         for iteration in reporter.iterations():
             step = training_step(self.network, self.objective, self.state, self.batch, self.lr, self.clamp,
-                                 self.precision, iteration)
+                                 self.precision, iteration, accuracy=False)
             reporter.step(step.logged, self.batch, step.outputs)
         reporter.close()
 
@@ -300,7 +305,7 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
         marks.append(_now(device))
         outputs = network_outputs(network, image, depth, precision)
         marks.append(_now(device))
-        result = objective(outputs, labels, image, state.memory)
+        result = objective(outputs, labels, image, state.memory, accuracy=False)
         marks.append(_now(device))
         LoggedValues(result, 0).read()
         marks.append(_now(device))

@@ -169,7 +169,7 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
     batches = training_batches(loader, sampler, first_iteration, batches_per_epoch)
     for iteration, batch in zip(reporter.iterations(), batches):
         step = training_step(network, objective, state, batch, lr_at(iteration), train_config.grad_clamp,
-                             train_config.precision, iteration)
+                             train_config.precision, iteration, accuracy=reporter.logs_scalars_at(iteration))
         reporter.step(step.logged, batch, step.outputs)
         if (iteration + 1) % train_config.snapshot_step == 0 or iteration + 1 == train_config.max_iteration:
             reporter.flush()

@@ -108,7 +108,7 @@ def saliency_losses(outputs: dict[str, Tensor], labels: dict[str, Tensor], image
 
 
 class DHFRObjective(nn.Module):
-    """``objective(outputs, labels, image, memory=None)`` -> the weighted losses of docs/method.md §2.
+    """``objective(outputs, labels, image, memory=None, accuracy=True)`` -> the weighted losses of docs/method.md §2.
 
     ``outputs``: the network's training outputs (``div1, div2, div4, div8, div16,
     before_fuse_div16, contour_div1, embedding, div1_aug, embedding_aug``). ``labels``:
@@ -117,8 +117,9 @@ class DHFRObjective(nn.Module):
     ``memory``: a :class:`MemoryBank` whose prototypes join ``sem_ann``.
 
     Returns ``sem_ann_loss, img_sim_loss, partedCE_loss, ssc_loss, smo_loss, contour_loss``
-    (weighted 0-d tensors), ``loss`` (their sum), ``accuracy`` (float32 0-d tensor) and
-    ``memory_state`` (detached prototypes and labels of this step plus the global
+    (weighted 0-d tensors), ``loss`` (their sum), ``accuracy`` (float32 0-d tensor; left out
+    with ``accuracy=False``: it is a logged diagnostic, and the training loop asks for it only
+    on the iterations it logs) and ``memory_state`` (detached prototypes and labels of this step plus the global
     ``batch_size``, a Python int; pass it to ``memory.push`` after the optimiser step).
 
     One call reads the device once: the data-dependent sizes (segment counts, scribbled pixels
@@ -138,7 +139,8 @@ class DHFRObjective(nn.Module):
         self.num_classes = config.dataset.num_classes
         self.gather = gather or _no_gather
 
-    def forward(self, outputs: dict[str, Tensor], labels: dict[str, Tensor], image: Tensor, memory: MemoryBank | None = None) -> dict:
+    def forward(self, outputs: dict[str, Tensor], labels: dict[str, Tensor], image: Tensor, memory: MemoryBank | None = None,
+                accuracy: bool = True) -> dict:
         weights = self.loss_config
         # Terms that need no size are issued before the step's one device read, so that on a GPU
         # their launches overlap the network's kernels instead of following the read.
@@ -184,7 +186,7 @@ class DHFRObjective(nn.Module):
         return {
             **losses,
             "loss": sum(losses.values()),
-            "accuracy": prototype_accuracy(all_prototypes.detach(), all_labels),
+            **({"accuracy": prototype_accuracy(all_prototypes.detach(), all_labels)} if accuracy else {}),
             "memory_state": _memory_state(prototypes, segments, sizes.segments, num_images),
         }
 

@@ -32,6 +32,11 @@ class StepReporter:
         self.tensorboard_step, self.lr_at, self.image_size = tensorboard_step, lr_at, image_size
         self._pending: LoggedValues | None = None
 
+    def logs_scalars_at(self, iteration: int) -> bool:
+        """Whether ``iteration`` is a TensorBoard iteration: the training loop asks the objective for
+        its diagnostic accuracy on these only (on every process, so that their values stack alike)."""
+        return iteration % self.tensorboard_step == 0
+
     def iterations(self) -> tqdm:
         """The iterations to run, with the progress bar."""
         return self.progress
@@ -42,7 +47,7 @@ class StepReporter:
         the next one)."""
         self.flush()
         self._pending = logged
-        if self.writer is not None and logged.iteration % self.tensorboard_step == 0:
+        if self.writer is not None and self.logs_scalars_at(logged.iteration):
             self.writer.add_image("train/strip", image_strip(batch, outputs, self.image_size), logged.iteration)
 
     def flush(self) -> None:
@@ -54,7 +59,7 @@ class StepReporter:
         lr = self.lr_at(iteration)
         self.progress.set_postfix(loss=f"{values['loss']:.3f}", sem=f"{values['sem_ann_loss']:.3f}",
                                   pce=f"{values['partedCE_loss']:.3f}", lr=f"{lr:.1e}", refresh=False)
-        if self.writer is not None and iteration % self.tensorboard_step == 0:
+        if self.writer is not None and self.logs_scalars_at(iteration):
             for name, value in values.items():
                 self.writer.add_scalar(f"train/{name}", value, iteration)
             self.writer.add_scalar("train/lr", lr, iteration)

@@ -24,7 +24,8 @@ from network.precision import autocast
 from spml.losses import DHFRObjective, MemoryBank
 from spml.training.errors import TrainingError
 
-# The objective's weighted losses, their sum and the prototype accuracy (docs/method.md §2).
+# The objective's weighted losses, their sum and the prototype accuracy (docs/method.md §2); the
+# accuracy only on the steps that ask the objective for it.
 LOGGED_KEYS = ("sem_ann_loss", "img_sim_loss", "partedCE_loss", "ssc_loss", "smo_loss", "contour_loss", "loss",
                "accuracy")
 LABEL_KEYS = ("semantic_label", "instance_label", "contour_sum_label")
@@ -47,7 +48,7 @@ class TrainingState:
 
 
 class LoggedValues:
-    """:data:`LOGGED_KEYS` of one step (mean over processes), on their way to the host.
+    """The :data:`LOGGED_KEYS` of one step's result (mean over processes), on their way to the host.
 
     Made without waiting for the device: on CUDA the values are copied into pinned host memory
     behind the step's kernels and :meth:`read` waits only for that copy.
@@ -55,7 +56,8 @@ class LoggedValues:
 
     def __init__(self, result: dict, iteration: int) -> None:
         self.iteration = iteration
-        logged = mean_over_processes(torch.stack([result[key].detach() for key in LOGGED_KEYS]))
+        self.keys = tuple(key for key in LOGGED_KEYS if key in result)
+        logged = mean_over_processes(torch.stack([result[key].detach() for key in self.keys]))
         self._host = logged.to("cpu", non_blocking=True)
         self._copied = None
         if logged.device.type == "cuda":
@@ -68,7 +70,7 @@ class LoggedValues:
         with record_function("logging"):
             if self._copied is not None:
                 self._copied.synchronize()
-            values = dict(zip(LOGGED_KEYS, self._host.tolist()))
+            values = dict(zip(self.keys, self._host.tolist()))
         for name, value in values.items():
             if not math.isfinite(value):
                 raise NonFiniteLossError(f"iteration {self.iteration}: non-finite {name} = {value}; stopping")
@@ -142,11 +144,13 @@ def update(state: TrainingState, lr: float, grad_clamp: float) -> None:
 
 
 def training_step(network: Forward, objective: DHFRObjective, state: TrainingState, batch: dict[str, Tensor],
-                  lr: float, grad_clamp: float, precision: str = "fp32", iteration: int = 0) -> StepResult:
+                  lr: float, grad_clamp: float, precision: str = "fp32", iteration: int = 0,
+                  accuracy: bool = True) -> StepResult:
     """One optimiser step at learning rate ``lr`` on ``batch`` (``image``, ``depth`` and the
     :data:`LABEL_KEYS`; moved to the model's device here): forward in ``precision``, objective
     with the memory bank, :func:`backward`, :func:`update`, memory-bank push. ``network`` is
-    ``state.model``, its DDP wrapper or its CUDA-graph replay.
+    ``state.model``, its DDP wrapper or its CUDA-graph replay. ``accuracy``: whether the objective
+    computes its diagnostic accuracy this step (every process of a run must agree).
 
     The losses are not read here: the caller reads ``result.logged`` (which raises
     :class:`NonFiniteLossError`) before it saves anything, at the latest.
@@ -156,7 +160,7 @@ def training_step(network: Forward, objective: DHFRObjective, state: TrainingSta
     with record_function("forward"):
         outputs = network_outputs(network, image, depth, precision)
     with record_function("objective"):
-        result = objective(outputs, labels, image, state.memory)
+        result = objective(outputs, labels, image, state.memory, accuracy=accuracy)
     with record_function("logging"):
         logged = LoggedValues(result, iteration)
     with record_function("backward"):
