@@ -6,6 +6,7 @@ import torch
 from torch.autograd import DeviceType
 from torch.autograd.profiler_util import FunctionEvent
 
+from pyscripts.benchmark import speed
 from pyscripts.benchmark.speed import profile_training, summarise_profile
 from spml.training.step import PHASES
 
@@ -64,3 +65,21 @@ def test_per_step_figures_divide_by_the_steps():
     assert phases[1] == {"phase": "forward", "device_ms": pytest.approx(0.04), "calls": 1}
     assert top == [{"name": "gemm", "op": "aten::mm", "calls": 1, "ms_per_step": pytest.approx(0.04), "mean_us": 40.0,
                     "share_pct": 100.0}]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["profile", "--devices", "cpu", "--precision", "bf16"], "--precision bf16: needs a CUDA device (the CPU runs fp32) (--devices cpu)"),
+    (["train", "--devices", "tpu"], "--devices tpu: not a device (cpu, cuda or cuda:N)"),
+    pytest.param(["train", "--devices", "cuda"], "--devices cuda: no CUDA device on this machine",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")),
+])
+def test_bad_devices_and_precisions_stop_with_one_line_before_any_work(arguments, message, capsys, monkeypatch):
+    def refuse(args):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(speed, "run_profile", refuse)
+    monkeypatch.setattr(speed, "run_train", refuse)
+    with pytest.raises(SystemExit) as stopped:
+        speed.main(arguments)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f": error: {message}")

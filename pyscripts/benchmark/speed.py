@@ -53,6 +53,7 @@ from tqdm import tqdm
 
 from lib.distributed import ProcessGroup
 from lib.io import atomic_write_text
+from lib.precisions import check_precision_device
 from lib.profiling import count_cuda_syncs, count_host_syncs
 from network import build_model
 from network.cuda_graphs import GraphedEval, graphed_training_forward
@@ -593,8 +594,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> None:
-    args = build_parser().parse_args()
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with one line (exit status 2), before anything is built, on a device this machine does not
+    have and on ``profile --precision`` other than fp32 off CUDA (training precisions need a GPU)."""
+    for name in args.devices:
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            parser.error(f"--devices {name}: not a device (cpu, cuda or cuda:N)")
+        if device.type not in ("cpu", "cuda"):
+            parser.error(f"--devices {name}: not a device (cpu, cuda or cuda:N)")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            parser.error(f"--devices {name}: no CUDA device on this machine")
+        precision = getattr(args, "precision", "fp32")  # profile's; train and eval time --precisions on CUDA only
+        try:
+            check_precision_device(precision, device.type, f"--precision {precision}")
+        except ValueError as error:
+            parser.error(f"{error} (--devices {name})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
     results = args.run(args)
     if args.json:
         atomic_write_text(json.dumps(results, indent=2) + "\n", args.json)
