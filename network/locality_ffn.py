@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from network.per_pass_batch_norm import PerPassBatchNorm2d
+
 SE_HIDDEN = 16
 """Squeeze-excite hidden width: ``4C / (C / 4) = 16`` for every stage."""
 
@@ -61,14 +63,14 @@ class LocalityFFN(nn.Module):
         hidden = dim * expansion
         self.conv = nn.Sequential(
             nn.Conv2d(dim, hidden, 1, bias=False),
-            nn.BatchNorm2d(hidden),
+            PerPassBatchNorm2d(hidden),
             HardSwish(),
             nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden),
+            PerPassBatchNorm2d(hidden),
             HardSwish(),
             SqueezeExcite(hidden),
             nn.Conv2d(hidden, dim, 1, bias=False),
-            nn.BatchNorm2d(dim),
+            PerPassBatchNorm2d(dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from network.per_pass_batch_norm import interleaved_passes
 from network.sfnet import INPUT_SIZE, SFNet, resize
 
 
@@ -17,19 +18,40 @@ class EmbeddingModel(nn.Module):
 
     ``image`` is ImageNet-normalised RGB and ``depth`` grey depth in [0, 1] replicated to
     three channels, both ``[B, 3, 224, 224]``. State-dict keys start with ``sfnet.``.
+
+    ``joint_passes``: in training, run the plain and the augmented pass as one batch of ``2B``
+    (each image next to its augmented copy) instead of two calls of SFNet: half the kernel
+    launches, larger kernels. BatchNorm still takes each pass's own statistics
+    (:class:`network.per_pass_batch_norm.PerPassBatchNorm2d`), so the outputs, gradients and
+    running statistics are those of the two calls up to rounding; only DropPath draws its
+    random masks in another order (docs/method.md §1.7). Evaluation is the same either way.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, joint_passes: bool = False) -> None:
         super().__init__()
         self.sfnet = SFNet()
+        self.joint_passes = joint_passes
 
     def forward(self, image: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
         check_input_shapes(image, depth)
+        if not self.training:
+            return self.sfnet(image, depth)
+        if self.joint_passes:
+            return self._joint_forward(image, depth)
         outputs = self.sfnet(image, depth)
-        if self.training:
-            augmented = self.sfnet(augmented_input(image), augmented_input(depth))
-            outputs["div1_aug"] = augmented["div1"]
-            outputs["embedding_aug"] = augmented["embedding"]
+        augmented = self.sfnet(augmented_input(image), augmented_input(depth))
+        outputs["div1_aug"] = augmented["div1"]
+        outputs["embedding_aug"] = augmented["embedding"]
+        return outputs
+
+    def _joint_forward(self, image: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both passes in one SFNet call on ``[x_0, aug(x_0), x_1, aug(x_1), ...]``."""
+        image, depth = (torch.stack((x, augmented_input(x)), dim=1).flatten(0, 1) for x in (image, depth))
+        with interleaved_passes(self.sfnet, passes=2):
+            joint = self.sfnet(image, depth)
+        outputs = {name: output[0::2] for name, output in joint.items()}
+        outputs["div1_aug"] = joint["div1"][1::2]
+        outputs["embedding_aug"] = joint["embedding"][1::2]
         return outputs
 
 
@@ -43,6 +65,7 @@ def check_input_shapes(image: torch.Tensor, depth: torch.Tensor) -> None:
         )
 
 
-def build_model() -> EmbeddingModel:
-    """The randomly initialised embedding model (Swin init for encoders and fusion block)."""
-    return EmbeddingModel()
+def build_model(joint_passes: bool = False) -> EmbeddingModel:
+    """The randomly initialised embedding model (Swin init for encoders and fusion block);
+    ``joint_passes`` as in :class:`EmbeddingModel`."""
+    return EmbeddingModel(joint_passes)

@@ -8,6 +8,7 @@ from torch import nn
 from network.cross_padding import CrossPaddingAttentionBlock
 from network.fusion import FusionBlock
 from network.localvit_swin import LocalViTSwinEncoder
+from network.per_pass_batch_norm import PerPassBatchNorm2d
 
 INPUT_SIZE = 224
 EMBEDDING_DIM = 64  # channels of the embedding dec4 (docs/method.md §1.6 step 6)
@@ -26,8 +27,8 @@ def conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1)
 
 
-def conv3x3_bn(in_channels: int, out_channels: int) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels)
+def conv3x3_bn(in_channels: int, out_channels: int) -> tuple[nn.Conv2d, PerPassBatchNorm2d]:
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), PerPassBatchNorm2d(out_channels)
 
 
 class UpsampleHead(nn.Module):

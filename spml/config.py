@@ -89,6 +89,7 @@ class TrainConfig:
     num_workers: int = _at_least(0, default_factory=default_num_workers)
     seed: int = _at_least(0, 0)
     precision: str = _one_of(PRECISIONS, "fp32")  # network/precision.py
+    joint_passes: bool = False  # network/model.py: both passes of the training forward in one batch
     pretrained: str = IMAGENET_WEIGHTS
     snapshot_dir: str = ""
 

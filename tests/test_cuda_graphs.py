@@ -57,9 +57,10 @@ def test_graphed_eval_outputs_are_copies(eval_model, fixture_inputs):
     assert torch.equal(first, kept)
 
 
-def test_graphed_training_keeps_droppath_and_batchnorm_live():
+@pytest.mark.parametrize("joint_passes", [False, True], ids=["separate-passes", "joint-passes"])
+def test_graphed_training_keeps_droppath_and_batchnorm_live(joint_passes):
     torch.manual_seed(0)
-    model = build_model().cuda().train()
+    model = build_model(joint_passes).cuda().train()
     batch_norm = model.sfnet.upsample_head.bn1
     counter_before = int(batch_norm.num_batches_tracked)
     forward = graphed_training_forward(model, batch_size=2)
@@ -82,14 +83,15 @@ def test_graphed_training_rejects_another_batch_size():
         forward(torch.zeros(1, 3, 224, 224, device="cuda"), torch.zeros(1, 3, 224, 224, device="cuda"))
 
 
-def _training_losses(graphs: bool, steps: int = 20, precision: str = "fp32") -> list[list[float]]:
+def _training_losses(graphs: bool, steps: int = 20, precision: str = "fp32",
+                     joint_passes: bool = False) -> list[list[float]]:
     """The logged values of ``steps`` training steps at batch 2 from seed 0, eager or graphed."""
     from spml.losses import DHFRObjective
     from spml.training.step import LOGGED_KEYS, make_training_state, training_step
 
     torch.manual_seed(0)
     set_float32_precision(precision)
-    model = build_model().cuda().train()
+    model = build_model(joint_passes).cuda().train()
     state = make_training_state(model, 1e-4, 2, precision, torch.device("cuda"))
     network = graphed_training_forward(model, 2, precision) if graphs else model
     objective = DHFRObjective().cuda()
@@ -110,11 +112,13 @@ def _training_losses(graphs: bool, steps: int = 20, precision: str = "fp32") -> 
     return losses
 
 
-def test_twenty_graphed_steps_follow_the_eager_run_within_its_own_run_to_run_noise():
+@pytest.mark.parametrize("joint_passes", [False, True], ids=["separate-passes", "joint-passes"])
+def test_twenty_graphed_steps_follow_the_eager_run_within_its_own_run_to_run_noise(joint_passes):
     """Graph replay runs the eager kernels: the first two steps agree to float rounding. Later steps
     drift apart, but CUDA's atomic-add backward kernels (bilinear upsampling, index_add) make two
     eager runs drift as much (2.8e-3 over 20 steps on an H100), so that is the bound."""
-    eager, eager_again, graphed = (np.array(_training_losses(graphs)) for graphs in (False, False, True))
+    eager, eager_again, graphed = (np.array(_training_losses(graphs, joint_passes=joint_passes))
+                                   for graphs in (False, False, True))
 
     def relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.abs(a - b) / np.maximum(np.abs(b), 1e-12)

@@ -46,6 +46,8 @@ def test_unset_and_empty_variables_keep_the_defaults():
     ("IMG_SIM_LOSS_WEIGHT", "-0.1", "IMG_SIM_LOSS_WEIGHT=-0.1: must be a number >= 0"),
     ("PRECISION", "half", "PRECISION=half: must be one of fp32, tf32, bf16, fp16"),
     ("MIXED_PRECISION", "1", "MIXED_PRECISION=1: replaced by PRECISION=fp16"),
+    ("JOINT_PASSES", "yes", "JOINT_PASSES=yes: must be 0 or 1"),
+    ("JOINT_PASSES", "true", "JOINT_PASSES=true: must be 0 or 1"),
     ("CROP_SIZE", "320", "CROP_SIZE=320: the network takes only 224"),
     ("EMBEDDING_DIM", "32", "EMBEDDING_DIM=32: the network takes only 64"),
 ])
@@ -62,6 +64,12 @@ def test_the_fixed_sizes_may_be_given_at_their_value():
 def test_precision_sets_the_training_arithmetic():
     assert config_from_environment({"PRECISION": "bf16"}).train.precision == "bf16"
     assert config_from_environment({"MIXED_PRECISION": "0"}) == default_config()
+
+
+def test_joint_passes_is_a_0_or_1_setting_saved_with_the_run(tmp_path):
+    assert config_from_environment({"JOINT_PASSES": "0"}) == default_config()
+    config_path, _, _ = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "JOINT_PASSES": "1"})
+    assert load_config(config_path).train.joint_passes is True
 
 
 def test_a_reduced_precision_on_the_cpu_stops_before_anything_is_written(tmp_path):

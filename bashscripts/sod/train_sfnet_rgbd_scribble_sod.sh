@@ -6,6 +6,7 @@
 # Every training file is checked before the first step (VALIDATE=0 skips the check).
 # EAGER=1 runs the network eagerly on a GPU instead of replaying it as a CUDA graph (for debugging).
 # PRECISION=fp32 (default, exact) | tf32 | bf16 | fp16: the arithmetic on a GPU (README "GPU fast paths").
+# JOINT_PASSES=1 runs the plain and the augmented pass as one batch (opt-in; README "GPU fast paths").
 # RESUME=1 continues the run in SNAPSHOT_DIR with the settings it was started with
 # (RESUME_ALLOW_CHANGES=1 to change them deliberately).
 # Writes <snapshot dir>/config_sod_emb.yaml; checkpoints go to <snapshot dir>/stage1/.

@@ -8,7 +8,8 @@
                settings, full memory bank): each phase timed with a device synchronisation
                between phases, steps/s without synchronisation, host-sync points of one step
                (``lib.profiling``) and peak memory; eager float32, and on CUDA also the CUDA-graph
-               replay in each ``--precisions``.
+               replay in each ``--precisions``; each for the training forward's two passes
+               run one after the other or as one batch (``--passes separate joint``).
 
 ``profile``    where an eager training step's time goes (``torch.profiler``, CPU and CUDA activity):
                device time and kernel launches (CPU: self CPU time and ops) per phase, and the
@@ -78,6 +79,8 @@ WARMUP_STEPS = 3
 PROFILE_NAME_WIDTH = 100
 """Characters of a kernel's name shown in the profile table (the JSON keeps it whole)."""
 SYNTHETIC_TRAIN_SAMPLES = 64
+PASSES = ("separate", "joint")
+"""How the training forward runs its plain and augmented pass: two calls, or one batch (``JOINT_PASSES=1``)."""
 
 
 def _smooth_field(generator: torch.Generator, batch_size: int, channels: int, size: int) -> torch.Tensor:
@@ -270,13 +273,14 @@ class TrainingRun:
 
 
 def warm_training_run(device: torch.device, batch_size: int, graphs: bool, precision: str = "fp32",
-                      warmup_steps: int = WARMUP_STEPS) -> TrainingRun:
-    """Model (seed 0, train mode), objective, optimiser state and batch as the training loop builds
-    them; the network replayed from CUDA graphs when ``graphs``. ``warmup_steps`` steps have run,
-    so the memory bank is full (it holds two steps) and the kernels are chosen."""
+                      warmup_steps: int = WARMUP_STEPS, passes: str = "separate") -> TrainingRun:
+    """Model (seed 0, train mode, its two passes as :data:`PASSES` says), objective, optimiser state
+    and batch as the training loop builds them; the network replayed from CUDA graphs when
+    ``graphs``. ``warmup_steps`` steps have run, so the memory bank is full (it holds two steps)
+    and the kernels are chosen."""
     train_config = default_config().train
     torch.manual_seed(0)
-    model = build_model().to(device).train()
+    model = build_model(joint_passes=passes == "joint").to(device).train()
     objective = DHFRObjective().to(device)
     set_float32_precision(precision)
     state = make_training_state(model, train_config.base_lr, default_config().loss.memory_bank_size, precision, device)
@@ -287,7 +291,8 @@ def warm_training_run(device: torch.device, batch_size: int, graphs: bool, preci
     return run
 
 
-def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int, precision: str = "fp32") -> dict:
+def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int, precision: str = "fp32",
+                  passes: str = "separate") -> dict:
     """The training step of ``spml.training.step`` at release settings in ``precision``: phases
     (synchronised), steps/s (unsynchronised, each step's losses read after the next step is issued,
     as the training loop does), peak memory and the host-sync points of one step up to its
@@ -297,7 +302,7 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
     """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    run = warm_training_run(device, batch_size, graphs, precision)
+    run = warm_training_run(device, batch_size, graphs, precision, passes=passes)
     network, objective, state, batch, lr, clamp = run.network, run.objective, run.state, run.batch, run.lr, run.clamp
     phase_seconds: dict[str, list[float]] = {name: [] for name in PHASES}
     for _ in range(steps):
@@ -331,7 +336,7 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
                        "optimizer_host_syncs": count_cuda_syncs(lambda: update(state, lr, clamp))}
     set_float32_precision("fp32")
     row = {"device": str(device), "batch_size": batch_size, "mode": "cuda-graph" if graphs else "eager",
-           "precision": precision,
+           "precision": precision, "passes": passes,
            **{f"{name}_ms": 1e3 * statistics.median(values) for name, values in phase_seconds.items()},
            "step_ms": 1e3 * unsynchronised, "steps_per_s": 1 / unsynchronised,
            "peak_memory_gib": _peak_memory_gib(device), **sync_counts}
@@ -391,7 +396,8 @@ def summarise_profile(events: list, cuda: bool, steps: int, top: int) -> tuple[l
 
 
 def profile_training(device: torch.device, batch_size: int, steps: int, top: int, trace_dir: Path | None = None,
-                     warmup_steps: int = WARMUP_STEPS, precision: str = "fp32") -> dict[str, list[dict]]:
+                     warmup_steps: int = WARMUP_STEPS, precision: str = "fp32",
+                     passes: str = "separate") -> dict[str, list[dict]]:
     """Where the time of an eager training step in ``precision`` goes: ``steps`` steps of :func:`warm_training_run`
     recorded with ``torch.profiler`` (CPU, and CUDA on a GPU; eager so the kernels carry the ops'
     names; a CUDA-graph replay runs the same kernels).
@@ -404,7 +410,8 @@ def profile_training(device: torch.device, batch_size: int, steps: int, top: int
     device time, with the op that launched most of each kernel's time (CUDA). ``trace_dir`` also
     receives the Chrome trace.
     """
-    run = warm_training_run(device, batch_size, graphs=False, precision=precision, warmup_steps=warmup_steps)
+    run = warm_training_run(device, batch_size, graphs=False, precision=precision, warmup_steps=warmup_steps,
+                            passes=passes)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
         run.steps(steps)
@@ -414,7 +421,7 @@ def profile_training(device: torch.device, batch_size: int, steps: int, top: int
     if trace_dir is not None:
         trace_dir.mkdir(parents=True, exist_ok=True)
         profiler.export_chrome_trace(str(trace_dir / f"profile_{device.type}_batch{batch_size}.json"))
-    head = {"device": str(device), "batch_size": batch_size, "precision": precision}
+    head = {"device": str(device), "batch_size": batch_size, "precision": precision, "passes": passes}
     return {"phases": [{**head, **row} for row in phases], "top": [{**head, **row} for row in kernels]}
 
 
@@ -500,10 +507,12 @@ def run_train(args: argparse.Namespace) -> dict:
     rows = []
     for device_name in args.devices:
         device = torch.device(device_name)
-        rows.append(time_training(device, args.batch_size, False, args.steps))
-        if device.type == "cuda" and not args.eager:
-            rows += [time_training(device, args.batch_size, True, args.steps, precision) for precision in args.precisions]
-    print(_table(rows, ["device", "batch_size", "mode", "precision", *(f"{name}_ms" for name in PHASES), "phases_total_ms",
+        for passes in args.passes:
+            rows.append(time_training(device, args.batch_size, False, args.steps, passes=passes))
+            if device.type == "cuda" and not args.eager:
+                rows += [time_training(device, args.batch_size, True, args.steps, precision, passes)
+                         for precision in args.precisions]
+    print(_table(rows, ["device", "batch_size", "mode", "precision", "passes", *(f"{name}_ms" for name in PHASES), "phases_total_ms",
                         "step_ms", "steps_per_s", "host_syncs", "optimizer_host_syncs", "peak_memory_gib"]))
     return {"train": rows}
 
@@ -512,10 +521,10 @@ def run_profile(args: argparse.Namespace) -> dict:
     phases, top = [], []
     for device_name in args.devices:
         result = profile_training(torch.device(device_name), args.batch_size, args.steps, args.top, args.trace,
-                                  precision=args.precision)
+                                  precision=args.precision, passes=args.passes)
         phases += result["phases"]
         top += result["top"]
-    print(_table(phases, ["device", "batch_size", "precision", "phase", "device_ms", "calls"]))
+    print(_table(phases, ["device", "batch_size", "precision", "passes", "phase", "device_ms", "calls"]))
     print()
     shown = [{**row, "name": _shorten(row["name"], PROFILE_NAME_WIDTH)} for row in top]
     print(_table(shown, ["device", "name", "op", "calls", "ms_per_step", "mean_us", "share_pct"]))
@@ -572,6 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile_command.add_argument("--top", type=int, default=25, help="kernels (ops on CPU) listed, most device time first")
     profile_command.add_argument("--trace", type=Path, default=None, metavar="DIR", help="also write a Chrome trace to DIR")
     profile_command.add_argument("--precision", default="fp32", choices=PRECISIONS, help="training precision (CUDA only)")
+    profile_command.add_argument("--passes", default="separate", choices=PASSES,
+                                 help="the training forward's two passes: two calls or one batch (JOINT_PASSES=1)")
     profile_command.set_defaults(run=run_profile)
     for name, run, description in (
         ("train", run_train, "training step: phases, steps/s, host syncs, peak memory (eager and CUDA graph)"),
@@ -586,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--eval-batch-sizes", type=int, nargs="+", default=[1, 8, 32])
         command.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
                              help="train, eval: graph-replay precisions timed on CUDA")
+        command.add_argument("--passes", nargs="+", default=["separate"], choices=PASSES,
+                             help="train: the forward's two passes as two calls and/or one batch (JOINT_PASSES=1)")
         command.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader: worker counts")
         command.add_argument("--loader-batches", type=int, default=20, help="loader: batches timed per worker count")
         command.add_argument("--data-root", type=Path, default=None,

@@ -140,7 +140,9 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
     loader, sampler, batches_per_epoch = make_loader(config, group, list_path)
 
     set_float32_precision(train_config.precision)
-    model = build_model().to(device)
+    model = build_model(train_config.joint_passes).to(device)
+    if train_config.joint_passes:
+        logger.info("JOINT_PASSES=1: the plain and the augmented pass run as one batch of %d", 2 * loader.batch_size)
     state = make_training_state(model, train_config.base_lr, config.loss.memory_bank_size, train_config.precision,
                                 device)
     if resume_iteration is None:

@@ -38,10 +38,10 @@ ENVIRONMENT = {
     "NUM_WORKERS": "train.num_workers",
     "SEED": "train.seed",
     "PRECISION": "train.precision",
+    "JOINT_PASSES": "train.joint_passes",
     "PRETRAINED": "train.pretrained",
 }
 _TEXT_KEYS = {"dataset.data_dir", "train.pretrained"}
-_FLAGS = ("RESUME", "RESUME_ALLOW_CHANGES", "EAGER")
 # Keys that do not change what a run computes: they may differ on resume.
 _RESUME_FREE = {"train.num_workers", "train.snapshot_dir"}
 
@@ -73,7 +73,8 @@ def flag(environ: Mapping[str, str], name: str) -> bool:
 def _parse(name: str, key: str, raw: str) -> object:
     if key in _TEXT_KEYS:
         return raw
-    if name in _FLAGS:
+    section, field = key.split(".")
+    if isinstance(getattr(getattr(default_config(), section), field), bool):
         return flag({name: raw}, name)
     try:
         value = yaml.safe_load(raw)
