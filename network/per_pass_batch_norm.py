@@ -43,10 +43,10 @@ class PerPassBatchNorm2d(nn.BatchNorm2d):
                                   self.bias.repeat(passes), True, self.momentum, self.eps)
         with torch.no_grad():
             for buffer, per_pass in ((self.running_mean, running_mean), (self.running_var, running_var)):
-                first, *later = per_pass.split(channels)
-                for update in later:
-                    first = torch.add(update, first, alpha=1 - self.momentum)
-                buffer.copy_(first)
+                folded, *later = per_pass.split(channels)
+                for update in later[:-1]:
+                    folded = torch.add(update, folded, alpha=1 - self.momentum)
+                torch.add(later[-1], folded, alpha=1 - self.momentum, out=buffer)
             self.num_batches_tracked.add_(passes)
         return normalised.view_as(x)
 
