@@ -20,8 +20,8 @@ class EmbeddingModel(nn.Module):
     three channels, both ``[B, 3, 224, 224]``. State-dict keys start with ``sfnet.``.
 
     ``joint_passes``: in training, run the plain and the augmented pass as one batch of ``2B``
-    (each image next to its augmented copy) instead of two calls of SFNet: half the kernel
-    launches, larger kernels. BatchNorm still takes each pass's own statistics
+    (each image next to its augmented copy) instead of two calls of SFNet: 57 % of the ops
+    (kernel launches) of a forward+backward, each on twice the data. BatchNorm still takes each pass's own statistics
     (:class:`network.per_pass_batch_norm.PerPassBatchNorm2d`), so the outputs, gradients and
     running statistics are those of the two calls up to rounding; only DropPath draws its
     random masks in another order (docs/method.md §1.7). Evaluation is the same either way.
