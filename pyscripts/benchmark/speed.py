@@ -25,6 +25,7 @@
 
 Examples: ``python pyscripts/benchmark/speed.py all --devices cuda --json speed.json``,
 ``python pyscripts/benchmark/speed.py train --devices cpu --batch-size 2 --steps 3``,
+``python pyscripts/benchmark/speed.py train --devices cuda --precisions fp32 tf32 --passes separate joint``,
 ``python pyscripts/benchmark/speed.py profile --devices cuda --json profile.json --trace trace``,
 ``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``
 """
