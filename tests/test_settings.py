@@ -10,7 +10,8 @@ import pytest
 from spml.config import ConfigError, default_config, load_config, save_config
 from spml.training.layout import CONFIG_NAME, checkpoint_paths, newest_complete_checkpoint, newest_model_file, \
     release_checkpoint, release_snapshot_dir
-from spml.training.settings import SettingsError, config_from_environment, prepare_test_score, prepare_training_run
+from spml.training.settings import SettingsError, config_from_environment, prepare_test_score, prepare_training_run, \
+    setting_changes
 
 RELEASE_DIR = ("snapshots/sod_scribble/rgbd_sod_sfnet_segsort/p224_dim64_nc6_ki10_lr1e-4_syncbn_false_bs4_gpu0_it109250"
                "_wd5e-4_memsize2_losstypesegsort_segsort_segsort_none_lossconc6_12_16_0_lossw1.0_0.0_0.1_0.0_0.0_0.0_1.0_1.0")
@@ -70,6 +71,7 @@ def test_joint_passes_is_a_0_or_1_setting_saved_with_the_run(tmp_path):
     assert config_from_environment({"JOINT_PASSES": "0"}) == default_config()
     config_path, _, _ = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "JOINT_PASSES": "1"})
     assert load_config(config_path).train.joint_passes is True
+    assert setting_changes(default_config(), config_from_environment({"JOINT_PASSES": "1"})) == ["JOINT_PASSES 0 → 1"]
 
 
 def test_a_reduced_precision_on_the_cpu_stops_before_anything_is_written(tmp_path):

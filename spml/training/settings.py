@@ -120,6 +120,8 @@ def setting_changes(saved: Config, new: Config) -> list[str]:
             key = f"{section}.{field}"
             now = getattr(getattr(new, section), field)
             if key not in _RESUME_FREE and old != now:
+                if key in names and isinstance(now, bool):  # as the launcher variable is set: 0/1
+                    old, now = int(old), int(now)
                 changes.append(f"{names.get(key, key)} {old} → {now}")
     return changes
 
