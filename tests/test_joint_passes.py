@@ -10,13 +10,13 @@ import copy
 
 import pytest
 import torch
-from timm.layers import DropPath
 from torch import nn
 
 from lib.profiling import count_dispatched_ops
 from network import build_model
 from network.per_pass_batch_norm import PerPassBatchNorm2d, interleaved_passes
 from spml.losses import DHFRObjective, MemoryBank
+from model_helpers import without_droppath
 from test_host_syncs import training_batch
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -34,13 +34,6 @@ def _relative(value: torch.Tensor, reference: torch.Tensor) -> float:
     value, reference = value.detach().double(), reference.detach().double()
     scale = reference.abs().max()
     return float((value - reference).abs().max() / scale) if scale > 0 else float(value.abs().max())
-
-
-def _without_droppath(model: nn.Module) -> nn.Module:
-    for layer in model.modules():
-        if isinstance(layer, DropPath):
-            layer.drop_prob = 0.0
-    return model
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=NEEDS_CUDA)])
@@ -91,7 +84,7 @@ def test_joint_passes_give_the_two_calls_outputs_losses_gradients_and_statistics
     image, depth, labels = training_batch(torch.Generator().manual_seed(0))
     image, depth = image.to(device, dtype), depth.to(device, dtype)
     labels = {name: label.to(device) for name, label in labels.items()}
-    separate = _without_droppath(copy.deepcopy(deterministic_model)).to(device, dtype).train()
+    separate = without_droppath(copy.deepcopy(deterministic_model)).to(device, dtype).train()
     joint = copy.deepcopy(separate)
     joint.joint_passes = True
     objective = DHFRObjective().to(device)
@@ -121,7 +114,7 @@ def test_joint_passes_draw_droppath_masks_in_training_and_leave_evaluation_alone
     image, depth, _ = training_batch(torch.Generator().manual_seed(0))
     model = copy.deepcopy(deterministic_model)
     model.joint_passes = True
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng():
         evaluated, reference = model(image, depth), deterministic_model(image, depth)
         torch.manual_seed(0)
         trained = model.train()(image, depth)
