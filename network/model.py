@@ -47,7 +47,7 @@ class EmbeddingModel(nn.Module):
     def _joint_forward(self, image: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both passes in one SFNet call on ``[x_0, aug(x_0), x_1, aug(x_1), ...]``."""
         image, depth = (torch.stack((x, augmented_input(x)), dim=1).flatten(0, 1) for x in (image, depth))
-        with interleaved_passes(self.sfnet, passes=2):
+        with interleaved_passes(2):
             joint = self.sfnet(image, depth)
         outputs = {name: output[0::2] for name, output in joint.items()}
         outputs["div1_aug"] = joint["div1"][1::2]

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+_PASSES: ContextVar[int] = ContextVar("interleaved_passes", default=1)
+"""Passes interleaved in the batch of the forward now running; set by :func:`interleaved_passes`."""
 
 
 class PerPassBatchNorm2d(nn.BatchNorm2d):
@@ -29,13 +33,10 @@ class PerPassBatchNorm2d(nn.BatchNorm2d):
     The counter ``num_batches_tracked`` advances by ``P``. State-dict entries are BatchNorm2d's.
     """
 
-    passes = 1
-    """Passes interleaved in the batch; set by :func:`interleaved_passes`, 1 otherwise."""
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.passes == 1:
+        passes, channels = _PASSES.get(), x.shape[1]
+        if not self.training or passes == 1:
             return super().forward(x)
-        passes, channels = self.passes, x.shape[1]
         grouped = x.reshape(x.shape[0] // passes, passes * channels, *x.shape[2:])
         running_mean = F.pad(self.running_mean, (0, (passes - 1) * channels))
         running_var = F.pad(self.running_var, (0, (passes - 1) * channels))
@@ -52,14 +53,11 @@ class PerPassBatchNorm2d(nn.BatchNorm2d):
 
 
 @contextmanager
-def interleaved_passes(module: nn.Module, passes: int) -> Iterator[None]:
-    """Within the block, every :class:`PerPassBatchNorm2d` in ``module`` treats its training batch as
-    ``passes`` interleaved passes; afterwards, as one batch again (also when the block raises)."""
-    layers = [layer for layer in module.modules() if isinstance(layer, PerPassBatchNorm2d)]
-    for layer in layers:
-        layer.passes = passes
+def interleaved_passes(passes: int) -> Iterator[None]:
+    """Within the block, every :class:`PerPassBatchNorm2d` in training treats its batch as ``passes``
+    interleaved passes (in this thread); afterwards, as one batch again (also when the block raises)."""
+    token = _PASSES.set(passes)
     try:
         yield
     finally:
-        for layer in layers:
-            layer.passes = 1
+        _PASSES.reset(token)
