@@ -18,36 +18,18 @@ from collections import Counter
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lib.profiling import count_cuda_syncs, count_dispatched_ops, count_host_syncs
+from model_helpers import BATCH_SIZE, training_batch
 from network import build_model
 from spml.losses import DHFRObjective, MemoryBank
 
-BATCH_SIZE, INPUT_SIZE = 2, 224
 MAX_STEP_SYNCS = 3
 MAX_OBJECTIVE_SYNCS = 1
 # Ops of the objective at batch 2 with a GPU's img_sim layout: 387 forward and 244 backward when
 # written (668 and 415 when each pass was clustered and scored on its own; 352 forward before the
 # accuracy's top 5 went through group maxima, more ops and half the kernel time); 15 % headroom.
 MAX_OBJECTIVE_FORWARD_OPS, MAX_OBJECTIVE_BACKWARD_OPS = 445, 280
-
-
-def training_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Image, depth and labels shaped like a real batch: bg/fg scribbles with unknown elsewhere, and
-    smooth edge-map-like instance labels in 1..256 (hundreds of distinct values)."""
-    shape = (BATCH_SIZE, INPUT_SIZE, INPUT_SIZE)
-    semantic = torch.full(shape, 2, dtype=torch.long)
-    semantic[:, 8:24] = 0
-    semantic[:, 100:116, 60:160] = 1
-    field = F.interpolate(torch.rand(BATCH_SIZE, 1, 14, 14, generator=generator), size=INPUT_SIZE, mode="bilinear", align_corners=False)
-    labels = {
-        "semantic_label": semantic,
-        "instance_label": (1 + 255 * field.squeeze(1)).round().long(),
-        "contour_sum_label": torch.rand(shape, generator=generator),
-    }
-    image = torch.randn(BATCH_SIZE, 3, INPUT_SIZE, INPUT_SIZE, generator=generator)
-    return image, torch.rand(BATCH_SIZE, 3, INPUT_SIZE, INPUT_SIZE, generator=generator), labels
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from lib.profiling import count_dispatched_ops
 from network import build_model
 from network.per_pass_batch_norm import PerPassBatchNorm2d, interleaved_passes
 from spml.losses import DHFRObjective, MemoryBank
-from model_helpers import without_droppath
-from test_host_syncs import training_batch
+from model_helpers import training_batch, without_droppath
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 TOLERANCE = 1e-10
