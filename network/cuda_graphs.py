@@ -13,7 +13,8 @@ removes that launch cost (measured on an H100: README.md, "GPU fast paths").
 
 Both need CUDA, fixed input shapes per capture, parameters updated in place (every
 ``torch.optim`` optimiser does) and one process: DistributedDataParallel's gradient hooks are
-not captured, so multi-GPU training runs eagerly.
+not captured, so multi-GPU training runs eagerly. A model whose SFNet is compiled
+(:mod:`network.compilation`) is captured the same way: the warm-up runs compile it.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers for tests that train the network: a realistic training batch, DropPath off."""
+"""Helpers for tests that train the network: a realistic training batch, DropPath off, relative differences."""
 from __future__ import annotations
 
 import torch
@@ -33,3 +33,17 @@ def without_droppath(model: nn.Module) -> nn.Module:
         if isinstance(layer, DropPath):
             layer.drop_prob = 0.0
     return model
+
+
+def relative_difference(value: torch.Tensor, reference: torch.Tensor) -> float:
+    """Largest difference relative to the reference's largest magnitude (0 for two zero tensors)."""
+    value, reference = value.detach().double(), reference.detach().double()
+    scale = reference.abs().max()
+    return float((value - reference).abs().max() / scale) if scale > 0 else float(value.abs().max())
+
+
+def gradient_difference(model: nn.Module, reference: nn.Module) -> float:
+    """``‖g - g_ref‖ / ‖g_ref‖`` over the gradients of all parameters together (same parameter order)."""
+    gradient, expected = (torch.cat([parameter.grad.double().flatten() for parameter in module.parameters()])
+                          for module in (model, reference))
+    return float((gradient - expected).norm() / expected.norm())

@@ -1,4 +1,5 @@
-"""CUDA-graph replay of the network (network.cuda_graphs): same numbers as eager, stochastic blocks intact.
+"""CUDA-graph replay of the network (network.cuda_graphs): same numbers as eager, stochastic blocks intact;
+also with SFNet compiled by Inductor first (network.compilation, ``COMPILE=1``).
 
 These need a GPU and are skipped, saying so, on a machine without one.
 """
@@ -10,6 +11,7 @@ import torch
 
 from deterministic_weights import deterministic_state_dict
 from network import build_model, load_checkpoint
+from network.compilation import compile_network
 from network.cuda_graphs import GraphedEval, graphed_training_forward
 from network.precision import set_float32_precision
 from network.sfnet import OUTPUT_NAMES
@@ -18,6 +20,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 EAGER_TOLERANCE = 1e-5
 """Graph replay runs the eager kernels; only launch order and allocation differ."""
+NETWORKS = {"separate-passes": (False, False), "joint-passes": (True, False), "joint-passes-compiled": (True, True)}
+"""``(joint_passes, compiled)`` of the training networks the graph tests run."""
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,12 @@ def test_graphed_eval_outputs_are_copies(eval_model, fixture_inputs):
     assert torch.equal(first, kept)
 
 
-@pytest.mark.parametrize("joint_passes", [False, True], ids=["separate-passes", "joint-passes"])
-def test_graphed_training_keeps_droppath_and_batchnorm_live(joint_passes):
+@pytest.mark.parametrize("joint_passes, compiled", NETWORKS.values(), ids=NETWORKS.keys())
+def test_graphed_training_keeps_droppath_and_batchnorm_live(joint_passes, compiled):
     torch.manual_seed(0)
     model = build_model(joint_passes).cuda().train()
+    if compiled:
+        compile_network(model)
     batch_norm = model.sfnet.upsample_head.bn1
     counter_before = int(batch_norm.num_batches_tracked)
     forward = graphed_training_forward(model, batch_size=2)
@@ -84,14 +90,17 @@ def test_graphed_training_rejects_another_batch_size():
 
 
 def _training_losses(graphs: bool, steps: int = 20, precision: str = "fp32",
-                     joint_passes: bool = False) -> list[list[float]]:
-    """The logged values of ``steps`` training steps at batch 2 from seed 0, eager or graphed."""
+                     joint_passes: bool = False, compiled: bool = False) -> list[list[float]]:
+    """The logged values of ``steps`` training steps at batch 2 from seed 0, eager or graphed, SFNet
+    compiled by Inductor when ``compiled``."""
     from spml.losses import DHFRObjective
     from spml.training.step import LOGGED_KEYS, make_training_state, training_step
 
     torch.manual_seed(0)
     set_float32_precision(precision)
     model = build_model(joint_passes).cuda().train()
+    if compiled:
+        compile_network(model)
     state = make_training_state(model, 1e-4, 2, precision, torch.device("cuda"))
     network = graphed_training_forward(model, 2, precision) if graphs else model
     objective = DHFRObjective().cuda()
@@ -112,20 +121,21 @@ def _training_losses(graphs: bool, steps: int = 20, precision: str = "fp32",
     return losses
 
 
-@pytest.mark.parametrize("joint_passes", [False, True], ids=["separate-passes", "joint-passes"])
-def test_twenty_graphed_steps_follow_the_eager_run_within_its_own_run_to_run_noise(joint_passes):
-    """Graph replay runs the eager kernels: the first two steps agree to float rounding. Later steps
-    drift apart, but CUDA's atomic-add backward kernels (bilinear upsampling, index_add) make two
-    eager runs drift as much (2.8e-3 over 20 steps on an H100), so that is the bound."""
-    eager, eager_again, graphed = (np.array(_training_losses(graphs, joint_passes=joint_passes))
-                                   for graphs in (False, False, True))
+@pytest.mark.parametrize("joint_passes, compiled", NETWORKS.values(), ids=NETWORKS.keys())
+def test_twenty_graphed_steps_follow_the_eager_run_within_its_own_run_to_run_noise(joint_passes, compiled):
+    """Graph replay runs the eager kernels: the first two steps agree to float rounding (Inductor's
+    fused kernels round differently: 1e-5). Later steps drift apart, but CUDA's atomic-add backward
+    kernels (bilinear upsampling, index_add) make two eager runs drift as much (2.8e-3 over 20 steps
+    on an H100), so that is the bound."""
+    eager, eager_again = (np.array(_training_losses(False, joint_passes=joint_passes)) for _ in range(2))
+    graphed = np.array(_training_losses(True, joint_passes=joint_passes, compiled=compiled))
 
     def relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.abs(a - b) / np.maximum(np.abs(b), 1e-12)
 
     noise, difference = relative(eager_again, eager), relative(graphed, eager)
     print(f"max relative difference over 20 steps: eager/eager {noise.max():.3g}, graph/eager {difference.max():.3g}")
-    assert difference[:2].max() <= 1e-6
+    assert difference[:2].max() <= (1e-5 if compiled else 1e-6)
     assert difference.max() <= max(1e-4, 2 * noise.max())
 
 

@@ -180,3 +180,19 @@ def test_data_loading_processes_default_to_four_at_most_one_per_core(caplog):
     with caplog.at_level(logging.INFO, logger="train"):
         assert loader_workers(available_cores() + 3) == available_cores()
     assert "cores" in caplog.text
+
+
+@pytest.mark.parametrize("environment, assignments", [
+    ({}, "EAGER=0\nCOMPILE=0\nVALIDATE=1"),
+    ({"EAGER": "1", "COMPILE": "1", "VALIDATE": "0"}, "EAGER=1\nCOMPILE=1\nVALIDATE=0"),
+])
+def test_the_launcher_gets_how_to_run_as_0_or_1_and_none_of_it_in_the_config(tmp_path, monkeypatch, capsys,
+                                                                             environment, assignments):
+    from pyscripts.tools import fill_config
+
+    for name, value in {"SNAPSHOT_DIR": str(tmp_path / "run"), **environment}.items():
+        monkeypatch.setenv(name, value)
+    assert fill_config.main(["train"]) == 0
+    assert capsys.readouterr().out.endswith(f"RESUME=0\n{assignments}\n")
+    saved = (tmp_path / "run" / CONFIG_NAME).read_text()
+    assert "compile" not in saved and "eager" not in saved

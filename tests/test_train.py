@@ -170,6 +170,7 @@ def test_test_score_without_a_checkpoint_names_the_folder(repo_root, tmp_path):
     ("MAX_ITERATION", "0", "an integer >= 1"), ("LR", "fast", "a number > 0"), ("SNAPSHOT_STEP", "0", "an integer >= 1"),
     ("NUM_WORKERS", "-1", "an integer >= 0"), ("CROP_SIZE", "320", "the network takes only 224"),
     ("RESUME", "yes", "0 or 1"), ("PRECISION", "bf16", "needs a CUDA device"), ("JOINT_PASSES", "yes", "0 or 1"),
+    ("EAGER", "yes", "0 or 1"), ("COMPILE", "on", "0 or 1"), ("VALIDATE", "no", "0 or 1"),
 ])
 def test_bad_numbers_stop_the_launcher_with_one_line_naming_the_variable(repo_root, tmp_path, variable, value, accepted):
     run = launch(repo_root, "cpu", SNAPSHOT_DIR=str(tmp_path / "run"), **{variable: value})

@@ -5,6 +5,7 @@
 # NUM_WORKERS, PRETRAINED, SNAPSHOT_DIR, ...: spml/training/settings.py), NPROC with cpu.
 # Every training file is checked before the first step (VALIDATE=0 skips the check).
 # EAGER=1 runs the network eagerly on a GPU instead of replaying it as a CUDA graph (for debugging).
+# COMPILE=1 compiles SFNet with torch.compile first (opt-in; the first step compiles for minutes).
 # PRECISION=fp32 (default, exact) | tf32 | bf16 | fp16: the arithmetic on a GPU (README "GPU fast paths").
 # JOINT_PASSES=1 runs the plain and the augmented pass as one batch (opt-in; README "GPU fast paths").
 # RESUME=1 continues the run in SNAPSHOT_DIR with the settings it was started with
@@ -20,6 +21,7 @@ eval "$settings"
 train_args=(--config "$CONFIG" --device "$DEVICE")
 if [ "$RESUME" = 1 ]; then train_args+=(--resume); fi
 if [ "$EAGER" = 1 ]; then train_args+=(--eager); fi
+if [ "$COMPILE" = 1 ]; then train_args+=(--compile); fi
 if [ "$VALIDATE" = 0 ]; then train_args+=(--no-validate); fi
 if [ "$NPROC" -gt 1 ]; then
   exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" \

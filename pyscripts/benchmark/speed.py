@@ -9,12 +9,14 @@
                between phases, steps/s without synchronisation, host-sync points of one step
                (``lib.profiling``) and peak memory; eager float32, and on CUDA also the CUDA-graph
                replay in each ``--precisions``; each for the training forward's two passes
-               run one after the other or as one batch (``--passes separate joint``).
+               run one after the other or as one batch (``--passes separate joint``), and with
+               SFNet eager or compiled by ``torch.compile`` (``--compile off on``; the row's
+               ``setup_s`` includes the compilation).
 
 ``profile``    where an eager training step's time goes (``torch.profiler``, CPU and CUDA activity):
                device time and kernel launches (CPU: self CPU time and ops) per phase, and the
                ``--top`` kernels (CPU: ops) by device time with the op that launched each;
-               ``--trace DIR`` also writes a Chrome trace.
+               ``--trace DIR`` also writes a Chrome trace; ``--compile`` profiles the compiled step.
 
 ``eval``       the eval forward at batch 1/8/32: eager float32 and, on CUDA, the graph replay
                (``network.cuda_graphs.GraphedEval``) in each ``--precisions``.
@@ -26,6 +28,7 @@
 Examples: ``python pyscripts/benchmark/speed.py all --devices cuda --json speed.json``,
 ``python pyscripts/benchmark/speed.py train --devices cpu --batch-size 2 --steps 3``,
 ``python pyscripts/benchmark/speed.py train --devices cuda --precisions fp32 tf32 --passes separate joint``,
+``python pyscripts/benchmark/speed.py train --devices cuda --precisions fp32 --passes joint --compile off on``,
 ``python pyscripts/benchmark/speed.py profile --devices cuda --json profile.json --trace trace``,
 ``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``
 """
@@ -58,6 +61,7 @@ from lib.io import atomic_write_text
 from lib.precisions import check_precision_device
 from lib.profiling import count_cuda_syncs, count_host_syncs
 from network import build_model
+from network.compilation import compile_network
 from network.cuda_graphs import GraphedEval, graphed_training_forward
 from network.precision import PRECISIONS, set_float32_precision
 from spml.clustering import grid_initial_labels, grid_num_clusters, pixel_features, resize_labels, segment_prototypes, spherical_kmeans
@@ -82,6 +86,8 @@ PROFILE_NAME_WIDTH = 100
 SYNTHETIC_TRAIN_SAMPLES = 64
 PASSES = ("separate", "joint")
 """How the training forward runs its plain and augmented pass: two calls, or one batch (``JOINT_PASSES=1``)."""
+COMPILE_CHOICES = ("off", "on")
+"""SFNet eager, or compiled by ``torch.compile`` (``COMPILE=1``, :mod:`network.compilation`)."""
 
 
 def _smooth_field(generator: torch.Generator, batch_size: int, channels: int, size: int) -> torch.Tensor:
@@ -274,14 +280,16 @@ class TrainingRun:
 
 
 def warm_training_run(device: torch.device, batch_size: int, graphs: bool, precision: str = "fp32",
-                      warmup_steps: int = WARMUP_STEPS, passes: str = "separate") -> TrainingRun:
-    """Model (seed 0, train mode, its two passes as :data:`PASSES` says), objective, optimiser state
-    and batch as the training loop builds them; the network replayed from CUDA graphs when
-    ``graphs``. ``warmup_steps`` steps have run, so the memory bank is full (it holds two steps)
-    and the kernels are chosen."""
+                      warmup_steps: int = WARMUP_STEPS, passes: str = "separate", compiled: bool = False) -> TrainingRun:
+    """Model (seed 0, train mode, its two passes as :data:`PASSES` says, SFNet compiled when
+    ``compiled``), objective, optimiser state and batch as the training loop builds them; the
+    network replayed from CUDA graphs when ``graphs``. ``warmup_steps`` steps have run, so the
+    memory bank is full (it holds two steps) and the kernels are chosen (and compiled)."""
     train_config = default_config().train
     torch.manual_seed(0)
     model = build_model(joint_passes=passes == "joint").to(device).train()
+    if compiled:
+        compile_network(model)
     objective = DHFRObjective().to(device)
     set_float32_precision(precision)
     state = make_training_state(model, train_config.base_lr, default_config().loss.memory_bank_size, precision, device)
@@ -293,17 +301,20 @@ def warm_training_run(device: torch.device, batch_size: int, graphs: bool, preci
 
 
 def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int, precision: str = "fp32",
-                  passes: str = "separate") -> dict:
+                  passes: str = "separate", compiled: bool = False) -> dict:
     """The training step of ``spml.training.step`` at release settings in ``precision``: phases
     (synchronised), steps/s (unsynchronised, each step's losses read after the next step is issued,
     as the training loop does), peak memory and the host-sync points of one step up to its
     gradients and, apart, of the optimiser update (CPU Adam reads each parameter's step count).
 
-    The memory bank is full (:func:`warm_training_run`) before anything is timed, as in a real run.
+    The memory bank is full (:func:`warm_training_run`) before anything is timed, as in a real run;
+    ``setup_s`` is the time that took (with the graph capture and the compilation, if any).
     """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    run = warm_training_run(device, batch_size, graphs, precision, passes=passes)
+    setup_start = time.perf_counter()
+    run = warm_training_run(device, batch_size, graphs, precision, passes=passes, compiled=compiled)
+    setup_seconds = time.perf_counter() - setup_start
     network, objective, state, batch, lr, clamp = run.network, run.objective, run.state, run.batch, run.lr, run.clamp
     phase_seconds: dict[str, list[float]] = {name: [] for name in PHASES}
     for _ in range(steps):
@@ -337,7 +348,7 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
                        "optimizer_host_syncs": count_cuda_syncs(lambda: update(state, lr, clamp))}
     set_float32_precision("fp32")
     row = {"device": str(device), "batch_size": batch_size, "mode": "cuda-graph" if graphs else "eager",
-           "precision": precision, "passes": passes,
+           "precision": precision, "passes": passes, "compile": "on" if compiled else "off", "setup_s": setup_seconds,
            **{f"{name}_ms": 1e3 * statistics.median(values) for name, values in phase_seconds.items()},
            "step_ms": 1e3 * unsynchronised, "steps_per_s": 1 / unsynchronised,
            "peak_memory_gib": _peak_memory_gib(device), **sync_counts}
@@ -398,7 +409,7 @@ def summarise_profile(events: list, cuda: bool, steps: int, top: int) -> tuple[l
 
 def profile_training(device: torch.device, batch_size: int, steps: int, top: int, trace_dir: Path | None = None,
                      warmup_steps: int = WARMUP_STEPS, precision: str = "fp32",
-                     passes: str = "separate") -> dict[str, list[dict]]:
+                     passes: str = "separate", compiled: bool = False) -> dict[str, list[dict]]:
     """Where the time of an eager training step in ``precision`` goes: ``steps`` steps of :func:`warm_training_run`
     recorded with ``torch.profiler`` (CPU, and CUDA on a GPU; eager so the kernels carry the ops'
     names; a CUDA-graph replay runs the same kernels).
@@ -412,7 +423,7 @@ def profile_training(device: torch.device, batch_size: int, steps: int, top: int
     receives the Chrome trace.
     """
     run = warm_training_run(device, batch_size, graphs=False, precision=precision, warmup_steps=warmup_steps,
-                            passes=passes)
+                            passes=passes, compiled=compiled)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
         run.steps(steps)
@@ -422,7 +433,8 @@ def profile_training(device: torch.device, batch_size: int, steps: int, top: int
     if trace_dir is not None:
         trace_dir.mkdir(parents=True, exist_ok=True)
         profiler.export_chrome_trace(str(trace_dir / f"profile_{device.type}_batch{batch_size}.json"))
-    head = {"device": str(device), "batch_size": batch_size, "precision": precision, "passes": passes}
+    head = {"device": str(device), "batch_size": batch_size, "precision": precision, "passes": passes,
+            "compile": "on" if compiled else "off"}
     return {"phases": [{**head, **row} for row in phases], "top": [{**head, **row} for row in kernels]}
 
 
@@ -509,12 +521,14 @@ def run_train(args: argparse.Namespace) -> dict:
     for device_name in args.devices:
         device = torch.device(device_name)
         for passes in args.passes:
-            rows.append(time_training(device, args.batch_size, False, args.steps, passes=passes))
-            if device.type == "cuda" and not args.eager:
-                rows += [time_training(device, args.batch_size, True, args.steps, precision, passes)
-                         for precision in args.precisions]
-    print(_table(rows, ["device", "batch_size", "mode", "precision", "passes", *(f"{name}_ms" for name in PHASES), "phases_total_ms",
-                        "step_ms", "steps_per_s", "host_syncs", "optimizer_host_syncs", "peak_memory_gib"]))
+            for compiled in (choice == "on" for choice in args.compile):
+                rows.append(time_training(device, args.batch_size, False, args.steps, passes=passes, compiled=compiled))
+                if device.type == "cuda" and not args.eager:
+                    rows += [time_training(device, args.batch_size, True, args.steps, precision, passes, compiled)
+                             for precision in args.precisions]
+    print(_table(rows, ["device", "batch_size", "mode", "precision", "passes", "compile",
+                        *(f"{name}_ms" for name in PHASES), "phases_total_ms", "step_ms", "steps_per_s", "host_syncs",
+                        "optimizer_host_syncs", "peak_memory_gib", "setup_s"]))
     return {"train": rows}
 
 
@@ -522,10 +536,10 @@ def run_profile(args: argparse.Namespace) -> dict:
     phases, top = [], []
     for device_name in args.devices:
         result = profile_training(torch.device(device_name), args.batch_size, args.steps, args.top, args.trace,
-                                  precision=args.precision, passes=args.passes)
+                                  precision=args.precision, passes=args.passes, compiled=args.compile)
         phases += result["phases"]
         top += result["top"]
-    print(_table(phases, ["device", "batch_size", "precision", "passes", "phase", "device_ms", "calls"]))
+    print(_table(phases, ["device", "batch_size", "precision", "passes", "compile", "phase", "device_ms", "calls"]))
     print()
     shown = [{**row, "name": _shorten(row["name"], PROFILE_NAME_WIDTH)} for row in top]
     print(_table(shown, ["device", "name", "op", "calls", "ms_per_step", "mean_us", "share_pct"]))
@@ -584,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_command.add_argument("--precision", default="fp32", choices=PRECISIONS, help="training precision (CUDA only)")
     profile_command.add_argument("--passes", default="separate", choices=PASSES,
                                  help="the training forward's two passes: two calls or one batch (JOINT_PASSES=1)")
+    profile_command.add_argument("--compile", action="store_true", help="profile the step with SFNet compiled (COMPILE=1)")
     profile_command.set_defaults(run=run_profile)
     for name, run, description in (
         ("train", run_train, "training step: phases, steps/s, host syncs, peak memory (eager and CUDA graph)"),
@@ -600,6 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="train, eval: graph-replay precisions timed on CUDA")
         command.add_argument("--passes", nargs="+", default=["separate"], choices=PASSES,
                              help="train: the forward's two passes as two calls and/or one batch (JOINT_PASSES=1)")
+        command.add_argument("--compile", nargs="+", default=["off"], choices=COMPILE_CHOICES,
+                             help="train: SFNet eager and/or compiled by torch.compile (COMPILE=1; compiling takes minutes)")
         command.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader: worker counts")
         command.add_argument("--loader-batches", type=int, default=20, help="loader: batches timed per worker count")
         command.add_argument("--data-root", type=Path, default=None,

@@ -4,7 +4,7 @@ assignments for the launcher to ``eval``.
 
     python3 pyscripts/tools/fill_config.py train [--processes N] [--device cpu|cuda]
         checks the settings, writes (start) or checks (RESUME=1) <snapshot dir>/config_sod_emb.yaml;
-        prints CONFIG, RESUME, EAGER and VALIDATE (1 unless VALIDATE=0)
+        prints CONFIG, RESUME, EAGER, COMPILE and VALIDATE (1 unless VALIDATE=0)
     python3 pyscripts/tools/fill_config.py test-score
         writes nothing; prints CONFIG (the run's, or empty), CHECKPOINT, SAVE_DIR, PROTOCOL
 
@@ -37,13 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
+            # How to run, not what to compute: checked before the run's config is written.
+            launch = {"EAGER": int(flag(os.environ, "EAGER")), "COMPILE": int(flag(os.environ, "COMPILE")),
+                      "VALIDATE": int(flag({"VALIDATE": os.environ.get("VALIDATE") or "1"}, "VALIDATE"))}
             config, resume, notes = prepare_training_run(os.environ, args.processes, args.device)
             for note in notes:
                 print(note, file=sys.stderr)
             print(f"snapshot directory: {config.parent}", file=sys.stderr)
-            validate = flag({"VALIDATE": os.environ.get("VALIDATE") or "1"}, "VALIDATE")
-            print(_assignments({"CONFIG": config, "RESUME": int(resume), "EAGER": int(flag(os.environ, "EAGER")),
-                                "VALIDATE": int(validate)}))
+            print(_assignments({"CONFIG": config, "RESUME": int(resume), **launch}))
         else:
             run = prepare_test_score(os.environ)
             print(_assignments({"CONFIG": run.config or "", "CHECKPOINT": run.checkpoint, "SAVE_DIR": run.save_dir,

@@ -1,14 +1,16 @@
 """Train DHFR on scribble-annotated RGB-D data with the release's procedure (docs/method.md §2, §4).
 
     python pyscripts/train/train.py --config <snapshot dir>/config_sod_emb.yaml [--device cpu|cuda] [--resume] [--eager]
+        [--compile]
     torchrun --standalone --nproc_per_node=N pyscripts/train/train.py ...   (one process per GPU)
 
 The config is the one ``bashscripts/sod/train_sfnet_rgbd_scribble_sod.sh`` writes. Checkpoints
 and TensorBoard events go to ``<train.snapshot_dir>/stage1/`` (``spml.training.layout``).
 On one GPU the network's forward and backward are replayed as CUDA graphs
-(``network.cuda_graphs``); ``--eager`` runs them eagerly. ``--resume`` continues after the
-newest complete checkpoint and repeats the uninterrupted run (``spml.training.checkpoint``,
-``spml.training.sampling``). Exit status 2: bad input, found
+(``network.cuda_graphs``); ``--eager`` runs them eagerly. ``--compile`` compiles SFNet with
+``torch.compile`` first (``network.compilation``; opt-in, not yet timed on a GPU).
+``--resume`` continues after the newest complete checkpoint and repeats the uninterrupted run
+(``spml.training.checkpoint``, ``spml.training.sampling``). Exit status 2: bad input, found
 before the first step; 1: the run failed on the way.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from lib.precisions import check_precision_device
 from lib.logging import setup_logging
 from lib.lr_schedule import step_lr
 from network import CheckpointError, build_model, init_from_imagenet
+from network.compilation import compile_network
 from network.cuda_graphs import graphed_training_forward
 from network.precision import set_float32_precision
 from network.sfnet import INPUT_SIZE
@@ -114,8 +117,10 @@ def check_training_data(config: Config, list_path: Path, stage_dir: Path, group:
     barrier()
 
 
-def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False, validate: bool = True) -> None:
-    """The release's training loop (docs/method.md §4) from iteration 0 or after the newest checkpoint."""
+def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False, validate: bool = True,
+          compiled: bool = False) -> None:
+    """The release's training loop (docs/method.md §4) from iteration 0 or after the newest checkpoint;
+    SFNet compiled with ``torch.compile`` when ``compiled``."""
     train_config = config.train
     snapshot_dir = Path(train_config.snapshot_dir)
     stage_dir = snapshot_dir / STAGE_DIR
@@ -156,6 +161,9 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
         restore_training_checkpoint(stage_dir, resume_iteration, state, group)
         first_iteration = resume_iteration + 1
     model.train()
+    if compiled:
+        logger.info("COMPILE=1: SFNet is compiled with torch.compile (Inductor); the first step waits for it (minutes)")
+        compile_network(model)
     network = training_network(model, group, loader.batch_size, graphs, train_config.precision)
     objective = DHFRObjective(config, gather=all_gather_cat if group.is_distributed else None).to(device)
     logger.info("training iterations %d..%d, %d batches of %d per epoch and process, %d process(es), on %s, %s",
@@ -192,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resume", action="store_true", help="continue after the newest complete checkpoint")
     parser.add_argument("--eager", action="store_true", help="on a GPU, run the network eagerly instead of as CUDA graphs")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile SFNet with torch.compile (fused kernels; the first step compiles for minutes)")
     parser.add_argument("--no-validate", action="store_true", help="skip the check of every training file")
     args = parser.parse_args(argv)
     try:
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         if not config.train.snapshot_dir:
             raise ConfigError(f"{args.config}: train.snapshot_dir is empty (write the config with the launcher)")
-        train(config, group, args.resume, args.eager, validate=not args.no_validate)
+        train(config, group, args.resume, args.eager, validate=not args.no_validate, compiled=args.compile)
     except (*INPUT_ERRORS, TrainingError, WriteError) as error:
         print(f"train.py: error: {one_line(error)}", file=sys.stderr)
         return 2 if isinstance(error, INPUT_ERRORS) else 1
