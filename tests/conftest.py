@@ -1,8 +1,10 @@
-"""Shared test fixtures: locations of the repository and of ``../shared``, the deterministic model."""
+"""Shared test fixtures: locations of the repository and of ``../shared``, the deterministic model, logging restored."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,15 @@ def deterministic_checkpoint(deterministic_model, tmp_path_factory: pytest.TempP
     path = tmp_path_factory.mktemp("checkpoint") / "model-1.pth"
     save_checkpoint(deterministic_model, path)
     return path
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """For a test that calls ``lib.logging.setup_logging`` in this process: afterwards the root
+    logger's handlers and level are as before and warnings are no longer routed to logging (left
+    on, a later test's ``setup_logging`` could not route them again)."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    logging.captureWarnings(False)
+    root.handlers[:], root.level = saved

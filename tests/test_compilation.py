@@ -71,7 +71,7 @@ def test_compiling_keeps_the_state_dict_and_refuses_an_unknown_backend(eager_and
 
 @pytest.mark.slow
 def test_training_with_compile_logs_it_and_writes_a_checkpoint_of_the_uncompiled_layout(
-        repo_root, tmp_path, monkeypatch, capfd):
+        repo_root, tmp_path, monkeypatch, capfd, restored_logging):
     from pyscripts.train import train as train_script
 
     dataset = make_dataset(repo_root, tmp_path / "data")
