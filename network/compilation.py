@@ -21,6 +21,8 @@ What stays as eagerly:
 
 The compiled module can itself be captured as a CUDA graph (:mod:`network.cuda_graphs`).
 Compilation happens at the first call for each input shape and mode (train/eval): minutes.
+:func:`check_compile_support` checks beforehand that Inductor has its code generator here, and
+:func:`compile_failure` puts a failed compilation on one line.
 """
 from __future__ import annotations
 
@@ -43,4 +45,41 @@ def compile_network(model: EmbeddingModel, backend: str = "inductor") -> Embeddi
     options = {"fallback_random": True} if backend == "inductor" else None
     model.sfnet.compile(backend=backend, fullgraph=True, dynamic=False, options=options)
     return model
+
+
+class CompileUnavailableError(RuntimeError):
+    """Inductor cannot generate kernels on this machine (what is missing is named)."""
+
+
+def check_compile_support(device_type: str) -> None:
+    """Raise :class:`CompileUnavailableError` naming what Inductor lacks to generate kernels for
+    ``device_type``: Triton on CUDA, a C++ compiler on the CPU. Compilation itself starts only at
+    the first forward, after the run's expensive preparation."""
+    if device_type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            raise CompileUnavailableError("torch.compile needs Triton for CUDA kernels (pip install triton), "
+                                          "which this Python lacks")
+        return
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception as error:  # Inductor's InvalidCxxCompiler, whatever its wording
+        raise CompileUnavailableError(f"torch.compile on the CPU needs a C++ compiler (g++ or clang++, or set CXX): "
+                                      f"{str(error).strip().splitlines()[0]}") from None
+
+
+def compile_failure(error: BaseException) -> str | None:
+    """A failed ``torch.compile`` on one line: the cause Dynamo wraps (its message starts with
+    ``backend='inductor' raised:``, the cause on the next line); ``None`` for any other error."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    if not isinstance(error, TorchDynamoException):
+        return None
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith("raised:"):
+        return lines[1]
+    return lines[0] if lines else type(error).__name__
 

@@ -1,5 +1,6 @@
 """SFNet compiled with ``torch.compile`` (network.compilation, ``COMPILE=1``): the eager run's outputs,
-gradients, BatchNorm statistics and DropPath draws, and unchanged checkpoints.
+gradients, BatchNorm statistics and DropPath draws, unchanged checkpoints, and one line for a machine
+where Inductor cannot generate code (checked before any work) or a compilation that fails.
 
 On the CPU the model is compiled with the ``aot_eager`` backend: the same single-graph capture and
 forward/backward split as Inductor, run with eager kernels, in seconds. Inductor's generated
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from network import build_model, load_checkpoint
-from network.compilation import compile_network
+from network.compilation import CompileUnavailableError, check_compile_support, compile_failure, compile_network
 from spml.training.settings import prepare_training_run
 from model_helpers import gradient_difference, relative_difference
 from training_runs import SMALL_RUN, make_dataset
@@ -69,17 +70,88 @@ def test_compiling_keeps_the_state_dict_and_refuses_an_unknown_backend(eager_and
         compile_network(build_model(), backend="fast")
 
 
+def _no_cpp_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inductor's compiler search fails as it does on a machine without g++/clang++."""
+    def missing() -> str:
+        raise RuntimeError("No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++')")
+
+    monkeypatch.setattr("torch._inductor.cpp_builder.get_cpp_compiler", missing)
+
+
+def test_a_missing_code_generator_is_named(monkeypatch):
+    _no_cpp_compiler(monkeypatch)
+    with pytest.raises(CompileUnavailableError, match=r"on the CPU needs a C\+\+ compiler .*: No working C\+\+ compiler"):
+        check_compile_support("cpu")
+    monkeypatch.setattr("torch.utils._triton.has_triton", lambda: False)
+    with pytest.raises(CompileUnavailableError, match=r"needs Triton for CUDA kernels \(pip install triton\)"):
+        check_compile_support("cuda")
+
+
+def _failing_backend(graph: torch.fx.GraphModule, inputs: list) -> None:
+    raise RuntimeError("InvalidCxxCompiler: the generated kernel did not build")
+
+
+def test_a_failed_compilation_is_one_line_naming_its_cause():
+    compiled = torch.compile(lambda x: x.sin() + 1, backend=_failing_backend, fullgraph=True)
+    with pytest.raises(Exception) as failed:
+        compiled(torch.ones(3))
+    assert compile_failure(failed.value) == "RuntimeError: InvalidCxxCompiler: the generated kernel did not build"
+    assert compile_failure(ValueError("not a compilation")) is None
+
+
+def _training_config(tmp_path, data_root) -> str:
+    environment = {**SMALL_RUN, "DATAROOT": str(data_root), "SNAPSHOT_DIR": str(tmp_path / "run"), "MAX_ITERATION": "1"}
+    config_path, _, _ = prepare_training_run(environment, 1, "cpu")
+    return str(config_path)
+
+
+def test_training_with_compile_and_no_code_generator_stops_with_one_line_before_any_work(
+        tmp_path, monkeypatch, capfd, restored_logging):
+    from pyscripts.train import train as train_script
+
+    _no_cpp_compiler(monkeypatch)
+    config = _training_config(tmp_path, tmp_path / "no-data-needed")
+    assert train_script.main(["--config", config, "--device", "cpu", "--compile"]) == 2
+    errors = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
+    assert errors == ["train.py: error: COMPILE=1: torch.compile on the CPU needs a C++ compiler (g++ or clang++, "
+                      "or set CXX): No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++'); "
+                      "train without COMPILE=1"]
+    assert not (tmp_path / "run" / "stage1").exists() and not (tmp_path / "no-data-needed").exists()
+
+
+@pytest.mark.parametrize("arguments", [["train", "--devices", "cpu", "--compile", "off", "on"],
+                                       ["profile", "--devices", "cpu", "--compile"]])
+def test_the_speed_benchmark_with_compile_and_no_code_generator_stops_with_one_line(arguments, monkeypatch, capsys):
+    from pyscripts.benchmark import speed
+
+    _no_cpp_compiler(monkeypatch)
+    monkeypatch.setattr(speed, "run_train", lambda args: pytest.fail("work started"))
+    monkeypatch.setattr(speed, "run_profile", lambda args: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as stopped:
+        speed.main(arguments)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "error: --compile: torch.compile on the CPU needs a C++ compiler (g++ or clang++, or set CXX): No working C++ "
+        "compiler found in torch._inductor.config.cpp.cxx: (None, 'g++') (--devices cpu)")
+
+
 @pytest.mark.slow
 def test_training_with_compile_logs_it_and_writes_a_checkpoint_of_the_uncompiled_layout(
         repo_root, tmp_path, monkeypatch, capfd, restored_logging):
     from pyscripts.train import train as train_script
 
     dataset = make_dataset(repo_root, tmp_path / "data")
-    environment = {**SMALL_RUN, "DATAROOT": str(dataset), "SNAPSHOT_DIR": str(tmp_path / "run"), "MAX_ITERATION": "1"}
-    config_path, _, _ = prepare_training_run(environment, 1, "cpu")
+    config = _training_config(tmp_path, dataset)
     # Inductor would compile for minutes on a CPU; aot_eager takes the same path through train.py.
     monkeypatch.setattr(train_script, "compile_network", functools.partial(compile_network, backend="aot_eager"))
-    status = train_script.main(["--config", str(config_path), "--device", "cpu", "--compile", "--no-validate"])
+    status = train_script.main(["--config", config, "--device", "cpu", "--compile", "--no-validate"])
     assert status == 0
     assert "COMPILE=1: SFNet is compiled with torch.compile" in capfd.readouterr().err
     load_checkpoint(build_model(), tmp_path / "run" / "stage1" / "model-0.pth")
+    # A compilation that fails at the first step stops the run with one line naming the cause.
+    monkeypatch.setattr(train_script, "compile_network", lambda model: model.sfnet.compile(backend=_failing_backend))
+    status = train_script.main(["--config", config, "--device", "cpu", "--compile", "--no-validate"])
+    assert status == 1
+    errors = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
+    assert errors == ["train.py: error: COMPILE=1: torch.compile failed: RuntimeError: InvalidCxxCompiler: the "
+                      "generated kernel did not build; train without COMPILE=1"]

@@ -61,7 +61,7 @@ from lib.io import atomic_write_text
 from lib.precisions import check_precision_device
 from lib.profiling import count_cuda_syncs, count_host_syncs
 from network import build_model
-from network.compilation import compile_network
+from network.compilation import CompileUnavailableError, check_compile_support, compile_network
 from network.cuda_graphs import GraphedEval, graphed_training_forward
 from network.precision import PRECISIONS, set_float32_precision
 from spml.clustering import grid_initial_labels, grid_num_clusters, pixel_features, resize_labels, segment_prototypes, spherical_kmeans
@@ -625,9 +625,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _compiles(args: argparse.Namespace) -> bool:
+    """Whether the command compiles SFNet: ``profile --compile``, or ``on`` among ``train --compile``."""
+    choice = getattr(args, "compile", False)
+    return choice if isinstance(choice, bool) else "on" in choice
+
+
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop with one line (exit status 2), before anything is built, on a device this machine does not
-    have and on ``profile --precision`` other than fp32 off CUDA (training precisions need a GPU)."""
+    have, on ``profile --precision`` other than fp32 off CUDA (training precisions need a GPU) and on
+    ``--compile`` where Inductor lacks its code generator."""
     for name in args.devices:
         try:
             device = torch.device(name)
@@ -637,6 +644,11 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             parser.error(f"--devices {name}: not a device (cpu, cuda or cuda:N)")
         if device.type == "cuda" and not torch.cuda.is_available():
             parser.error(f"--devices {name}: no CUDA device on this machine")
+        if _compiles(args):
+            try:
+                check_compile_support(device.type)
+            except CompileUnavailableError as error:
+                parser.error(f"--compile: {error} (--devices {name})")
         precision = getattr(args, "precision", "fp32")  # profile's; train and eval time --precisions on CUDA only
         try:
             check_precision_device(precision, device.type, f"--precision {precision}")

@@ -33,7 +33,7 @@ from lib.precisions import check_precision_device
 from lib.logging import setup_logging
 from lib.lr_schedule import step_lr
 from network import CheckpointError, build_model, init_from_imagenet
-from network.compilation import compile_network
+from network.compilation import CompileUnavailableError, check_compile_support, compile_failure, compile_network
 from network.cuda_graphs import graphed_training_forward
 from network.precision import set_float32_precision
 from network.sfnet import INPUT_SIZE
@@ -132,6 +132,11 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
         check_precision_device(train_config.precision, device.type, f"PRECISION={train_config.precision}")
     except ValueError as error:
         raise InputError(str(error)) from None
+    if compiled:
+        try:
+            check_compile_support(device.type)
+        except CompileUnavailableError as error:
+            raise InputError(f"COMPILE=1: {error}; train without COMPILE=1") from None
     graphs = uses_cuda_graphs(group, eager)
     if group.is_main and stage_dir.is_dir():
         for path in remove_stale_temporaries(stage_dir):
@@ -214,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     except (*INPUT_ERRORS, TrainingError, WriteError) as error:
         print(f"train.py: error: {one_line(error)}", file=sys.stderr)
         return 2 if isinstance(error, INPUT_ERRORS) else 1
+    except Exception as error:
+        failure = compile_failure(error) if args.compile else None
+        if failure is None:
+            raise
+        print(f"train.py: error: COMPILE=1: torch.compile failed: {failure}; train without COMPILE=1",
+              file=sys.stderr)
+        return 1
     finally:
         teardown_process_group()
     return 0
