@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-_PASSES: ContextVar[int] = ContextVar("interleaved_passes", default=1)
-"""Passes interleaved in the batch of the forward now running; set by :func:`interleaved_passes`."""
+_passes = 1
+"""Passes interleaved in the batch of the forward now running; set by :func:`interleaved_passes`.
+A plain module global (one value per process), which ``torch.compile`` reads as a guard of the
+compiled code on every PyTorch version (Dynamo of PyTorch 2.11 cannot trace a ``ContextVar``)."""
 
 
 class PerPassBatchNorm2d(nn.BatchNorm2d):
@@ -34,7 +35,7 @@ class PerPassBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        passes, channels = _PASSES.get(), x.shape[1]
+        passes, channels = _passes, x.shape[1]
         if not self.training or passes == 1:
             return super().forward(x)
         grouped = x.reshape(x.shape[0] // passes, passes * channels, *x.shape[2:])
@@ -55,9 +56,10 @@ class PerPassBatchNorm2d(nn.BatchNorm2d):
 @contextmanager
 def interleaved_passes(passes: int) -> Iterator[None]:
     """Within the block, every :class:`PerPassBatchNorm2d` in training treats its batch as ``passes``
-    interleaved passes (in this thread); afterwards, as one batch again (also when the block raises)."""
-    token = _PASSES.set(passes)
+    interleaved passes; afterwards, as before the block (also when the block raises)."""
+    global _passes
+    previous, _passes = _passes, passes
     try:
         yield
     finally:
-        _PASSES.reset(token)
+        _passes = previous

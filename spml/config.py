@@ -89,7 +89,7 @@ class TrainConfig:
     num_workers: int = _at_least(0, default_factory=default_num_workers)
     seed: int = _at_least(0, 0)
     precision: str = _one_of(PRECISIONS, "fp32")  # network/precision.py
-    joint_passes: bool = False  # network/model.py: both passes of the training forward in one batch
+    joint_passes: bool = True  # network/model.py: both passes of the training forward in one batch
     pretrained: str = IMAGENET_WEIGHTS
     snapshot_dir: str = ""
 
@@ -208,18 +208,25 @@ def load_config(path: str | os.PathLike) -> Config:
         raise ConfigError(f"config file not found: {path}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
-    return config_from_dict(_renamed_keys(tree), source=str(path))
+    return config_from_dict(_in_current_keys(tree), source=str(path))
 
 
-def _renamed_keys(tree: Any) -> Any:
-    """A config written before ``train.precision`` existed says ``train.mixed_precision: true|false``
-    (float16 autocast or float32): read it as ``precision: fp16|fp32``."""
+def _in_current_keys(tree: Any) -> Any:
+    """A config written by an earlier version, with the meaning it had then.
+
+    * Before ``train.precision`` existed it said ``train.mixed_precision: true|false`` (float16
+      autocast or float32): read as ``precision: fp16|fp32``.
+    * Before ``train.joint_passes`` existed the training forward ran its two passes as two
+      calls: read as ``joint_passes: false``, so a resumed run draws its DropPath masks as it began.
+    """
     train = tree.get("train") if isinstance(tree, dict) else None
-    if isinstance(train, dict) and isinstance(train.get("mixed_precision"), bool) and "precision" not in train:
-        train = {**train, "precision": "fp16" if train["mixed_precision"] else "fp32"}
-        del train["mixed_precision"]
-        tree = {**tree, "train": train}
-    return tree
+    if not isinstance(train, dict):
+        return tree
+    train = dict(train)
+    if isinstance(train.get("mixed_precision"), bool) and "precision" not in train:
+        train["precision"] = "fp16" if train.pop("mixed_precision") else "fp32"
+    train.setdefault("joint_passes", False)
+    return {**tree, "train": train}
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

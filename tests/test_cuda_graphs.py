@@ -123,10 +123,11 @@ def _training_losses(graphs: bool, steps: int = 20, precision: str = "fp32",
 
 @pytest.mark.parametrize("joint_passes, compiled", NETWORKS.values(), ids=NETWORKS.keys())
 def test_twenty_graphed_steps_follow_the_eager_run_within_its_own_run_to_run_noise(joint_passes, compiled):
-    """Graph replay runs the eager kernels: the first two steps agree to float rounding (Inductor's
-    fused kernels round differently: 1e-5). Later steps drift apart, but CUDA's atomic-add backward
-    kernels (bilinear upsampling, index_add) make two eager runs drift as much (2.8e-3 over 20 steps
-    on an H100), so that is the bound."""
+    """Graph replay runs the eager kernels: the first step's losses agree to float rounding (Inductor's
+    fused kernels round differently: 1e-5). From the second step on the runs drift apart, but CUDA's
+    atomic-add backward kernels (bilinear upsampling, index_add) make two eager runs drift as much
+    (on an H100: graph/eager 1.2e-5 at the second step; eager/eager 3.2e-3 over 20 steps), so that is
+    the bound."""
     eager, eager_again = (np.array(_training_losses(False, joint_passes=joint_passes)) for _ in range(2))
     graphed = np.array(_training_losses(True, joint_passes=joint_passes, compiled=compiled))
 
@@ -134,8 +135,9 @@ def test_twenty_graphed_steps_follow_the_eager_run_within_its_own_run_to_run_noi
         return np.abs(a - b) / np.maximum(np.abs(b), 1e-12)
 
     noise, difference = relative(eager_again, eager), relative(graphed, eager)
-    print(f"max relative difference over 20 steps: eager/eager {noise.max():.3g}, graph/eager {difference.max():.3g}")
-    assert difference[:2].max() <= (1e-5 if compiled else 1e-6)
+    print(f"max relative difference, second step / 20 steps: eager/eager {noise[1].max():.3g} / {noise.max():.3g}, "
+          f"graph/eager {difference[1].max():.3g} / {difference.max():.3g}")
+    assert difference[0].max() <= (1e-5 if compiled else 1e-6)
     assert difference.max() <= max(1e-4, 2 * noise.max())
 
 

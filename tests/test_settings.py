@@ -67,11 +67,12 @@ def test_precision_sets_the_training_arithmetic():
     assert config_from_environment({"MIXED_PRECISION": "0"}) == default_config()
 
 
-def test_joint_passes_is_a_0_or_1_setting_saved_with_the_run(tmp_path):
-    assert config_from_environment({"JOINT_PASSES": "0"}) == default_config()
-    config_path, _, _ = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "JOINT_PASSES": "1"})
-    assert load_config(config_path).train.joint_passes is True
-    assert setting_changes(default_config(), config_from_environment({"JOINT_PASSES": "1"})) == ["JOINT_PASSES 0 → 1"]
+def test_joint_passes_is_a_0_or_1_setting_on_by_default_and_saved_with_the_run(tmp_path):
+    assert config_from_environment({"JOINT_PASSES": "1"}) == default_config()
+    assert default_config().train.joint_passes is True
+    config_path, _, _ = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "JOINT_PASSES": "0"})
+    assert load_config(config_path).train.joint_passes is False
+    assert setting_changes(default_config(), config_from_environment({"JOINT_PASSES": "0"})) == ["JOINT_PASSES 1 → 0"]
 
 
 def test_a_reduced_precision_on_the_cpu_stops_before_anything_is_written(tmp_path):
@@ -89,6 +90,14 @@ def test_a_config_from_before_precision_existed_is_read_with_its_meaning(tmp_pat
     path.write_text(f"train:\n  batch_size: 2\n  mixed_precision: {str(mixed_precision).lower()}\n")
     config = load_config(path)
     assert config.train.precision == precision and config.train.batch_size == 2
+
+
+def test_a_config_from_before_joint_passes_existed_keeps_its_two_calls(tmp_path):
+    path = tmp_path / CONFIG_NAME
+    path.write_text("train:\n  batch_size: 2\n  precision: fp32\n")
+    assert load_config(path).train.joint_passes is False
+    path.write_text("train:\n  batch_size: 2\n  joint_passes: true\n")
+    assert load_config(path).train.joint_passes is True
 
 
 def test_config_files_are_read_strictly(tmp_path):

@@ -236,11 +236,16 @@ def test_resume_names_a_corrupt_state_file(repo_root, three_iterations, dataset,
     assert "weights_only" not in run.stderr
 
 
-def test_joint_passes_train_through_the_launcher(repo_root, dataset, tmp_path):
+@pytest.mark.parametrize("joint_passes, logged", [
+    (None, "JOINT_PASSES=1: the plain and the augmented pass run as one batch of 2"),
+    ("0", "JOINT_PASSES=0: the plain and the augmented pass run as two calls of batch 1"),
+], ids=["default", "two-calls"])
+def test_joint_passes_train_through_the_launcher(repo_root, dataset, tmp_path, joint_passes, logged):
     snapshot = tmp_path / "snapshot"
+    setting = {} if joint_passes is None else {"JOINT_PASSES": joint_passes}
     run = launch(repo_root, "cpu", DATAROOT=str(dataset), SNAPSHOT_DIR=str(snapshot), MAX_ITERATION="1",
-                 JOINT_PASSES="1", VALIDATE="0")
+                 VALIDATE="0", **setting)
     assert run.returncode == 0, run.stderr
-    assert "JOINT_PASSES=1: the plain and the augmented pass run as one batch of 2" in run.stderr
-    assert load_config(snapshot / CONFIG_NAME).train.joint_passes is True
+    assert logged in run.stderr
+    assert load_config(snapshot / CONFIG_NAME).train.joint_passes is (joint_passes is None)
     assert (snapshot / "stage1" / "model-0.pth").is_file()

@@ -86,6 +86,8 @@ PROFILE_NAME_WIDTH = 100
 SYNTHETIC_TRAIN_SAMPLES = 64
 PASSES = ("separate", "joint")
 """How the training forward runs its plain and augmented pass: two calls, or one batch (``JOINT_PASSES=1``)."""
+DEFAULT_PASSES = "joint" if default_config().train.joint_passes else "separate"
+"""The training loop's default (``JOINT_PASSES``)."""
 COMPILE_CHOICES = ("off", "on")
 """SFNet eager, or compiled by ``torch.compile`` (``COMPILE=1``, :mod:`network.compilation`)."""
 
@@ -280,7 +282,7 @@ class TrainingRun:
 
 
 def warm_training_run(device: torch.device, batch_size: int, graphs: bool, precision: str = "fp32",
-                      warmup_steps: int = WARMUP_STEPS, passes: str = "separate", compiled: bool = False) -> TrainingRun:
+                      warmup_steps: int = WARMUP_STEPS, passes: str = DEFAULT_PASSES, compiled: bool = False) -> TrainingRun:
     """Model (seed 0, train mode, its two passes as :data:`PASSES` says, SFNet compiled when
     ``compiled``), objective, optimiser state and batch as the training loop builds them; the
     network replayed from CUDA graphs when ``graphs``. ``warmup_steps`` steps have run, so the
@@ -301,7 +303,7 @@ def warm_training_run(device: torch.device, batch_size: int, graphs: bool, preci
 
 
 def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int, precision: str = "fp32",
-                  passes: str = "separate", compiled: bool = False) -> dict:
+                  passes: str = DEFAULT_PASSES, compiled: bool = False) -> dict:
     """The training step of ``spml.training.step`` at release settings in ``precision``: phases
     (synchronised), steps/s (unsynchronised, each step's losses read after the next step is issued,
     as the training loop does), peak memory and the host-sync points of one step up to its
@@ -409,7 +411,7 @@ def summarise_profile(events: list, cuda: bool, steps: int, top: int) -> tuple[l
 
 def profile_training(device: torch.device, batch_size: int, steps: int, top: int, trace_dir: Path | None = None,
                      warmup_steps: int = WARMUP_STEPS, precision: str = "fp32",
-                     passes: str = "separate", compiled: bool = False) -> dict[str, list[dict]]:
+                     passes: str = DEFAULT_PASSES, compiled: bool = False) -> dict[str, list[dict]]:
     """Where the time of an eager training step in ``precision`` goes: ``steps`` steps of :func:`warm_training_run`
     recorded with ``torch.profiler`` (CPU, and CUDA on a GPU; eager so the kernels carry the ops'
     names; a CUDA-graph replay runs the same kernels).
@@ -596,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_command.add_argument("--top", type=int, default=25, help="kernels (ops on CPU) listed, most device time first")
     profile_command.add_argument("--trace", type=Path, default=None, metavar="DIR", help="also write a Chrome trace to DIR")
     profile_command.add_argument("--precision", default="fp32", choices=PRECISIONS, help="training precision (CUDA only)")
-    profile_command.add_argument("--passes", default="separate", choices=PASSES,
+    profile_command.add_argument("--passes", default=DEFAULT_PASSES, choices=PASSES,
                                  help="the training forward's two passes: two calls or one batch (JOINT_PASSES=1)")
     profile_command.add_argument("--compile", action="store_true", help="profile the step with SFNet compiled (COMPILE=1)")
     profile_command.set_defaults(run=run_profile)
@@ -613,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--eval-batch-sizes", type=int, nargs="+", default=[1, 8, 32])
         command.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
                              help="train, eval: graph-replay precisions timed on CUDA")
-        command.add_argument("--passes", nargs="+", default=["separate"], choices=PASSES,
+        command.add_argument("--passes", nargs="+", default=[DEFAULT_PASSES], choices=PASSES,
                              help="train: the forward's two passes as two calls and/or one batch (JOINT_PASSES=1)")
         command.add_argument("--compile", nargs="+", default=["off"], choices=COMPILE_CHOICES,
                              help="train: SFNet eager and/or compiled by torch.compile (COMPILE=1; compiling takes minutes)")

@@ -153,6 +153,8 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
     model = build_model(train_config.joint_passes).to(device)
     if train_config.joint_passes:
         logger.info("JOINT_PASSES=1: the plain and the augmented pass run as one batch of %d", 2 * loader.batch_size)
+    else:
+        logger.info("JOINT_PASSES=0: the plain and the augmented pass run as two calls of batch %d", loader.batch_size)
     state = make_training_state(model, train_config.base_lr, config.loss.memory_bank_size, train_config.precision,
                                 device)
     if resume_iteration is None:
