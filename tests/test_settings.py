@@ -155,6 +155,17 @@ def test_resume_refuses_changed_settings_unless_allowed(tmp_path):
     assert load_config(config_path).train.batch_size == 4
 
 
+def test_a_run_from_before_joint_passes_resumes_only_as_two_calls(tmp_path):
+    environment = {"SNAPSHOT_DIR": str(tmp_path), "JOINT_PASSES": "0"}
+    config_path, _, _ = prepare_training_run(environment)
+    config_path.write_text(config_path.read_text().replace("  joint_passes: false\n", ""))
+    assert "joint_passes" not in config_path.read_text(), "the config as an earlier version wrote it"
+    fake_checkpoint(tmp_path, 9)
+    with pytest.raises(SettingsError, match="JOINT_PASSES 0 → 1; set them as before"):
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path), "RESUME": "1"})
+    assert prepare_training_run({**environment, "RESUME": "1"})[1] is True
+
+
 def test_test_score_reads_the_run_and_writes_nothing(tmp_path):
     config = default_config()
     config.test.protocol = "release"
