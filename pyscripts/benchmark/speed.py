@@ -92,6 +92,11 @@ COMPILE_CHOICES = ("off", "on")
 """SFNet eager, or compiled by ``torch.compile`` (``COMPILE=1``, :mod:`network.compilation`)."""
 
 
+def _compile_label(compiled: bool) -> str:
+    """The row's ``compile`` column: one of :data:`COMPILE_CHOICES`."""
+    return COMPILE_CHOICES[compiled]
+
+
 def _smooth_field(generator: torch.Generator, batch_size: int, channels: int, size: int) -> torch.Tensor:
     """Uniform noise on a 14×14 grid, bilinearly upsampled to ``size``: ``[B, C, size, size]`` in [0, 1]."""
     coarse = torch.rand(batch_size, channels, 14, 14, generator=generator)
@@ -350,7 +355,7 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
                        "optimizer_host_syncs": count_cuda_syncs(lambda: update(state, lr, clamp))}
     set_float32_precision("fp32")
     row = {"device": str(device), "batch_size": batch_size, "mode": "cuda-graph" if graphs else "eager",
-           "precision": precision, "passes": passes, "compile": "on" if compiled else "off", "setup_s": setup_seconds,
+           "precision": precision, "passes": passes, "compile": _compile_label(compiled), "setup_s": setup_seconds,
            **{f"{name}_ms": 1e3 * statistics.median(values) for name, values in phase_seconds.items()},
            "step_ms": 1e3 * unsynchronised, "steps_per_s": 1 / unsynchronised,
            "peak_memory_gib": _peak_memory_gib(device), **sync_counts}
@@ -436,7 +441,7 @@ def profile_training(device: torch.device, batch_size: int, steps: int, top: int
         trace_dir.mkdir(parents=True, exist_ok=True)
         profiler.export_chrome_trace(str(trace_dir / f"profile_{device.type}_batch{batch_size}.json"))
     head = {"device": str(device), "batch_size": batch_size, "precision": precision, "passes": passes,
-            "compile": "on" if compiled else "off"}
+            "compile": _compile_label(compiled)}
     return {"phases": [{**head, **row} for row in phases], "top": [{**head, **row} for row in kernels]}
 
 
@@ -523,7 +528,7 @@ def run_train(args: argparse.Namespace) -> dict:
     for device_name in args.devices:
         device = torch.device(device_name)
         for passes in args.passes:
-            for compiled in (choice == "on" for choice in args.compile):
+            for compiled in (choice == _compile_label(True) for choice in args.compile):
                 rows.append(time_training(device, args.batch_size, False, args.steps, passes=passes, compiled=compiled))
                 if device.type == "cuda" and not args.eager:
                     rows += [time_training(device, args.batch_size, True, args.steps, precision, passes, compiled)
@@ -617,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="train, eval: graph-replay precisions timed on CUDA")
         command.add_argument("--passes", nargs="+", default=[DEFAULT_PASSES], choices=PASSES,
                              help="train: the forward's two passes as two calls and/or one batch (JOINT_PASSES=1)")
-        command.add_argument("--compile", nargs="+", default=["off"], choices=COMPILE_CHOICES,
+        command.add_argument("--compile", nargs="+", default=[_compile_label(False)], choices=COMPILE_CHOICES,
                              help="train: SFNet eager and/or compiled by torch.compile (COMPILE=1; compiling takes minutes)")
         command.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader: worker counts")
         command.add_argument("--loader-batches", type=int, default=20, help="loader: batches timed per worker count")
@@ -630,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _compiles(args: argparse.Namespace) -> bool:
     """Whether the command compiles SFNet: ``profile --compile``, or ``on`` among ``train --compile``."""
     choice = getattr(args, "compile", False)
-    return choice if isinstance(choice, bool) else "on" in choice
+    return choice if isinstance(choice, bool) else _compile_label(True) in choice
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
