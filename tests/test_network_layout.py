@@ -82,3 +82,24 @@ def test_eval_mode_has_no_augmented_outputs(model):
     with torch.no_grad():
         outputs = model(torch.randn(1, 3, 224, 224), torch.rand(1, 3, 224, 224))
     assert list(outputs) == list(OUTPUT_NAMES)
+
+
+def test_the_feed_forward_runs_channels_last_on_the_cpu_without_copying_the_tokens(monkeypatch):
+    import network.swin_block as swin_block
+
+    tokens = torch.randn(2, 14, 14, 16, dtype=torch.float64)
+    feature_map = tokens.permute(0, 3, 1, 2)
+    on_cpu = swin_block.feed_forward_layout(feature_map)
+    assert on_cpu.data_ptr() == tokens.data_ptr() and on_cpu.is_contiguous(memory_format=torch.channels_last)
+    assert swin_block.feed_forward_layout(feature_map.contiguous()).is_contiguous(memory_format=torch.channels_last)
+    elsewhere = swin_block.feed_forward_layout(feature_map.to("meta"))
+    assert elsewhere.is_contiguous() and not elsewhere.is_contiguous(memory_format=torch.channels_last)
+
+    torch.manual_seed(0)
+    block = swin_block.SwinBlock(16, 14, 2, swin_block.SHIFT_SIZE, 0.0).double().train()
+    x = torch.randn(2, 16, 14, 14, dtype=torch.float64)
+    channels_last = block(x)
+    monkeypatch.setattr(swin_block, "feed_forward_layout", lambda feature_map: feature_map.contiguous())
+    nchw = block(x)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last) and nchw.is_contiguous()
+    assert torch.allclose(channels_last, nchw, rtol=0, atol=1e-13)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spml.config import ConfigError, default_config, load_config, save_config
+from spml.config import ConfigError, default_config, default_joint_passes, load_config, save_config
 from spml.training.layout import CONFIG_NAME, checkpoint_paths, newest_complete_checkpoint, newest_model_file, \
     release_checkpoint, release_snapshot_dir
 from spml.training.settings import SettingsError, config_from_environment, prepare_test_score, prepare_training_run, \
@@ -67,12 +67,27 @@ def test_precision_sets_the_training_arithmetic():
     assert config_from_environment({"MIXED_PRECISION": "0"}) == default_config()
 
 
-def test_joint_passes_is_a_0_or_1_setting_on_by_default_and_saved_with_the_run(tmp_path):
-    assert config_from_environment({"JOINT_PASSES": "1"}) == default_config()
+def test_joint_passes_is_a_0_or_1_setting_whose_default_depends_on_the_device(tmp_path):
+    assert default_joint_passes("cuda") is True and default_joint_passes("cpu") is False
     assert default_config().train.joint_passes is True
-    config_path, _, _ = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "JOINT_PASSES": "0"})
-    assert load_config(config_path).train.joint_passes is False
+    assert config_from_environment({"JOINT_PASSES": "1"}) == default_config()
     assert setting_changes(default_config(), config_from_environment({"JOINT_PASSES": "0"})) == ["JOINT_PASSES 1 → 0"]
+    for device_type, environment, saved in (("cpu", {}, False), ("cuda", {}, True),
+                                            ("cpu", {"JOINT_PASSES": "1"}, True), ("cuda", {"JOINT_PASSES": "0"}, False)):
+        run = tmp_path / f"{device_type}{environment}"
+        config_path, _, _ = prepare_training_run({"SNAPSHOT_DIR": str(run), **environment}, device_type=device_type)
+        assert load_config(config_path).train.joint_passes is saved, (device_type, environment)
+
+
+def test_a_run_resumed_on_another_kind_of_device_keeps_its_passes_only_when_told(tmp_path):
+    config_path, _, _ = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path)}, device_type="cpu")
+    fake_checkpoint(tmp_path, 9)
+    assert prepare_training_run({"SNAPSHOT_DIR": str(tmp_path), "RESUME": "1"}, device_type="cpu")[1] is True
+    with pytest.raises(SettingsError, match="RESUME=1: settings differ .*: JOINT_PASSES 0 → 1; set them as before"):
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path), "RESUME": "1"}, device_type="cuda")
+    environment = {"SNAPSHOT_DIR": str(tmp_path), "RESUME": "1", "JOINT_PASSES": "0"}
+    assert prepare_training_run(environment, device_type="cuda")[1] is True
+    assert load_config(config_path).train.joint_passes is False
 
 
 def test_a_reduced_precision_on_the_cpu_stops_before_anything_is_written(tmp_path):
@@ -162,8 +177,8 @@ def test_a_run_from_before_joint_passes_resumes_only_as_two_calls(tmp_path):
     assert "joint_passes" not in config_path.read_text(), "the config as an earlier version wrote it"
     fake_checkpoint(tmp_path, 9)
     with pytest.raises(SettingsError, match="JOINT_PASSES 0 → 1; set them as before"):
-        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path), "RESUME": "1"})
-    assert prepare_training_run({**environment, "RESUME": "1"})[1] is True
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path), "RESUME": "1"}, device_type="cuda")
+    assert prepare_training_run({**environment, "RESUME": "1"}, device_type="cuda")[1] is True
 
 
 def test_test_score_reads_the_run_and_writes_nothing(tmp_path):

@@ -24,6 +24,8 @@ def test_a_cpu_profile_splits_a_training_step_into_phases_and_top_ops(tmp_path):
     assert times == sorted(times, reverse=True)
     assert 0 < sum(row["share_pct"] for row in top) <= 100
     assert (tmp_path / "profile_cpu_batch1.json").is_file()
+    assert {row["passes"] for row in result["phases"]} == {"separate"}, "as training runs on the CPU by default"
+    assert speed.default_passes(torch.device("cuda")) == "joint"
 
 
 def _event(name: str, start: float, end: float, device_type: DeviceType = DeviceType.CPU, annotation: bool = False,

@@ -68,8 +68,8 @@ def test_config_is_filled_from_the_environment(three_iterations, dataset):
     run, snapshot_dir = three_iterations
     config = load_config(snapshot_dir / CONFIG_NAME)
     assert (config.train.max_iteration, config.train.batch_size, config.train.snapshot_step) == (3, 1, 2)
-    assert config.train.joint_passes is True, "both passes in one batch by default"
-    assert "JOINT_PASSES=1: the plain and the augmented pass run as one batch of 2" in run.stderr
+    assert config.train.joint_passes is False, "two calls by default on the CPU"
+    assert "JOINT_PASSES=0: the plain and the augmented pass run as two calls of batch 1" in run.stderr
     assert (config.dataset.data_dir, config.train.snapshot_dir) == (str(dataset), str(snapshot_dir))
     assert config.train.pretrained == "none"
 
@@ -238,11 +238,11 @@ def test_resume_names_a_corrupt_state_file(repo_root, three_iterations, dataset,
     assert "weights_only" not in run.stderr
 
 
-def test_two_calls_train_through_the_launcher_with_joint_passes_0(repo_root, dataset, tmp_path):
+def test_one_batch_trains_through_the_launcher_with_joint_passes_1(repo_root, dataset, tmp_path):
     snapshot = tmp_path / "snapshot"
     run = launch(repo_root, "cpu", DATAROOT=str(dataset), SNAPSHOT_DIR=str(snapshot), MAX_ITERATION="1",
-                 VALIDATE="0", JOINT_PASSES="0")
+                 VALIDATE="0", JOINT_PASSES="1")
     assert run.returncode == 0, run.stderr
-    assert "JOINT_PASSES=0: the plain and the augmented pass run as two calls of batch 1" in run.stderr
-    assert load_config(snapshot / CONFIG_NAME).train.joint_passes is False
+    assert "JOINT_PASSES=1: the plain and the augmented pass run as one batch of 2" in run.stderr
+    assert load_config(snapshot / CONFIG_NAME).train.joint_passes is True
     assert (snapshot / "stage1" / "model-0.pth").is_file()

@@ -7,7 +7,8 @@
 # EAGER=1 runs the network eagerly on a GPU instead of replaying it as a CUDA graph (for debugging).
 # COMPILE=1 compiles SFNet with torch.compile first (opt-in; the first step compiles for minutes).
 # PRECISION=fp32 (default, exact) | tf32 | bf16 | fp16: the arithmetic on a GPU (README "GPU fast paths").
-# JOINT_PASSES=1 (default) runs the plain and the augmented pass as one batch; 0 as two calls (README "GPU fast paths").
+# JOINT_PASSES=1 (default on a GPU) runs the plain and the augmented pass as one batch; 0 (default on
+# the CPU) as two calls (README "GPU fast paths").
 # RESUME=1 continues the run in SNAPSHOT_DIR with the settings it was started with
 # (RESUME_ALLOW_CHANGES=1 to change them deliberately).
 # Writes <snapshot dir>/config_sod_emb.yaml; checkpoints go to <snapshot dir>/stage1/.

@@ -65,7 +65,7 @@ from network.compilation import CompileUnavailableError, check_compile_support, 
 from network.cuda_graphs import GraphedEval, graphed_training_forward
 from network.precision import PRECISIONS, set_float32_precision
 from spml.clustering import grid_initial_labels, grid_num_clusters, pixel_features, resize_labels, segment_prototypes, spherical_kmeans
-from spml.config import default_config
+from spml.config import default_config, default_joint_passes
 from spml.losses import DHFRObjective
 from spml.losses.hypersphere import semantic_annotation_loss
 from spml.losses.objective import saliency_losses
@@ -86,10 +86,13 @@ PROFILE_NAME_WIDTH = 100
 SYNTHETIC_TRAIN_SAMPLES = 64
 PASSES = ("separate", "joint")
 """How the training forward runs its plain and augmented pass: two calls, or one batch (``JOINT_PASSES=1``)."""
-DEFAULT_PASSES = "joint" if default_config().train.joint_passes else "separate"
-"""The training loop's default (``JOINT_PASSES``)."""
 COMPILE_CHOICES = ("off", "on")
 """SFNet eager, or compiled by ``torch.compile`` (``COMPILE=1``, :mod:`network.compilation`)."""
+
+
+def default_passes(device: torch.device) -> str:
+    """The training loop's default on ``device`` (unset ``JOINT_PASSES``, :func:`spml.config.default_joint_passes`)."""
+    return PASSES[default_joint_passes(device.type)]
 
 
 def _compile_label(compiled: bool) -> str:
@@ -287,14 +290,15 @@ class TrainingRun:
 
 
 def warm_training_run(device: torch.device, batch_size: int, graphs: bool, precision: str = "fp32",
-                      warmup_steps: int = WARMUP_STEPS, passes: str = DEFAULT_PASSES, compiled: bool = False) -> TrainingRun:
-    """Model (seed 0, train mode, its two passes as :data:`PASSES` says, SFNet compiled when
+                      warmup_steps: int = WARMUP_STEPS, passes: str | None = None, compiled: bool = False) -> TrainingRun:
+    """Model (seed 0, train mode, its two passes as :data:`PASSES` says, by default as the training
+    loop runs them on ``device`` (:func:`default_passes`), SFNet compiled when
     ``compiled``), objective, optimiser state and batch as the training loop builds them; the
     network replayed from CUDA graphs when ``graphs``. ``warmup_steps`` steps have run, so the
     memory bank is full (it holds two steps) and the kernels are chosen (and compiled)."""
     train_config = default_config().train
     torch.manual_seed(0)
-    model = build_model(joint_passes=passes == "joint").to(device).train()
+    model = build_model(joint_passes=(passes or default_passes(device)) == "joint").to(device).train()
     if compiled:
         compile_network(model)
     objective = DHFRObjective().to(device)
@@ -308,8 +312,9 @@ def warm_training_run(device: torch.device, batch_size: int, graphs: bool, preci
 
 
 def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int, precision: str = "fp32",
-                  passes: str = DEFAULT_PASSES, compiled: bool = False) -> dict:
-    """The training step of ``spml.training.step`` at release settings in ``precision``: phases
+                  passes: str | None = None, compiled: bool = False) -> dict:
+    """The training step of ``spml.training.step`` at release settings in ``precision`` (``passes``
+    as in :func:`warm_training_run`): phases
     (synchronised), steps/s (unsynchronised, each step's losses read after the next step is issued,
     as the training loop does), peak memory and the host-sync points of one step up to its
     gradients and, apart, of the optimiser update (CPU Adam reads each parameter's step count).
@@ -317,6 +322,7 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
     The memory bank is full (:func:`warm_training_run`) before anything is timed, as in a real run;
     ``setup_s`` is the time that took (with the graph capture and the compilation, if any).
     """
+    passes = passes or default_passes(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     setup_start = time.perf_counter()
@@ -416,7 +422,7 @@ def summarise_profile(events: list, cuda: bool, steps: int, top: int) -> tuple[l
 
 def profile_training(device: torch.device, batch_size: int, steps: int, top: int, trace_dir: Path | None = None,
                      warmup_steps: int = WARMUP_STEPS, precision: str = "fp32",
-                     passes: str = DEFAULT_PASSES, compiled: bool = False) -> dict[str, list[dict]]:
+                     passes: str | None = None, compiled: bool = False) -> dict[str, list[dict]]:
     """Where the time of an eager training step in ``precision`` goes: ``steps`` steps of :func:`warm_training_run`
     recorded with ``torch.profiler`` (CPU, and CUDA on a GPU; eager so the kernels carry the ops'
     names; a CUDA-graph replay runs the same kernels).
@@ -429,6 +435,7 @@ def profile_training(device: torch.device, batch_size: int, steps: int, top: int
     device time, with the op that launched most of each kernel's time (CUDA). ``trace_dir`` also
     receives the Chrome trace.
     """
+    passes = passes or default_passes(device)
     run = warm_training_run(device, batch_size, graphs=False, precision=precision, warmup_steps=warmup_steps,
                             passes=passes, compiled=compiled)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -527,7 +534,7 @@ def run_train(args: argparse.Namespace) -> dict:
     rows = []
     for device_name in args.devices:
         device = torch.device(device_name)
-        for passes in args.passes:
+        for passes in args.passes or [default_passes(device)]:
             for compiled in (choice == _compile_label(True) for choice in args.compile):
                 rows.append(time_training(device, args.batch_size, False, args.steps, passes=passes, compiled=compiled))
                 if device.type == "cuda" and not args.eager:
@@ -603,8 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile_command.add_argument("--top", type=int, default=25, help="kernels (ops on CPU) listed, most device time first")
     profile_command.add_argument("--trace", type=Path, default=None, metavar="DIR", help="also write a Chrome trace to DIR")
     profile_command.add_argument("--precision", default="fp32", choices=PRECISIONS, help="training precision (CUDA only)")
-    profile_command.add_argument("--passes", default=DEFAULT_PASSES, choices=PASSES,
-                                 help="the training forward's two passes: two calls or one batch (JOINT_PASSES=1)")
+    profile_command.add_argument("--passes", default=None, choices=PASSES,
+                                 help="the training forward's two passes: two calls or one batch (JOINT_PASSES=1); "
+                                      "default: as training runs them on the device")
     profile_command.add_argument("--compile", action="store_true", help="profile the step with SFNet compiled (COMPILE=1)")
     profile_command.set_defaults(run=run_profile)
     for name, run, description in (
@@ -620,8 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--eval-batch-sizes", type=int, nargs="+", default=[1, 8, 32])
         command.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
                              help="train, eval: graph-replay precisions timed on CUDA")
-        command.add_argument("--passes", nargs="+", default=[DEFAULT_PASSES], choices=PASSES,
-                             help="train: the forward's two passes as two calls and/or one batch (JOINT_PASSES=1)")
+        command.add_argument("--passes", nargs="+", default=None, choices=PASSES,
+                             help="train: the forward's two passes as two calls and/or one batch (JOINT_PASSES=1); "
+                                  "default: as training runs them on each device")
         command.add_argument("--compile", nargs="+", default=[_compile_label(False)], choices=COMPILE_CHOICES,
                              help="train: SFNet eager and/or compiled by torch.compile (COMPILE=1; compiling takes minutes)")
         command.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader: worker counts")

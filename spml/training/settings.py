@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 
 from lib.precisions import check_precision_device
-from spml.config import Config, ConfigError, config_from_dict, config_to_dict, default_config, describe_accepted, \
-    load_config, save_config
+from spml.config import Config, ConfigError, config_from_dict, config_to_dict, default_config, default_joint_passes, \
+    describe_accepted, load_config, save_config
 from spml.training.layout import CONFIG_NAME, RESULTS_ROOT, STAGE_DIR, newest_complete_checkpoint, newest_model_file, \
     release_snapshot_dir
 
@@ -133,10 +133,13 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
     A start writes ``<snapshot dir>/config_sod_emb.yaml``. ``RESUME=1`` needs a complete
     checkpoint in ``<snapshot dir>/stage1`` and the same settings as the saved config
     (``RESUME_ALLOW_CHANGES=1`` accepts changes and rewrites the config). ``PRECISION`` other
-    than fp32 needs ``device_type`` ``cuda``; nothing is written when a check fails.
+    than fp32 needs ``device_type`` ``cuda``; unset ``JOINT_PASSES`` takes the default for
+    ``device_type`` (:func:`spml.config.default_joint_passes`). Nothing is written when a check fails.
     """
     resume, allow_changes = flag(environ, "RESUME"), flag(environ, "RESUME_ALLOW_CHANGES")
     config = config_from_environment(environ)
+    if _set(environ, "JOINT_PASSES") is None:
+        config.train.joint_passes = default_joint_passes(device_type)
     try:
         check_precision_device(config.train.precision, device_type, f"PRECISION={config.train.precision}")
     except ValueError as error:
