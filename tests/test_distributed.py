@@ -122,14 +122,16 @@ def test_two_processes_gather_the_prototypes_of_one_process_on_the_whole_batch(t
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_one_step_through_the_launcher(repo_root, tmp_path):
-    """NPROC=2 with GPU_ID=cpu: torchrun, DDP over gloo, global batch 2 split in two."""
+    """NPROC=2 with GPU_ID=cpu: torchrun, DDP over gloo, global batch 2 split in two; both passes
+    in one batch (``JOINT_PASSES=1``), as runs on several GPUs take them by default."""
     from training_runs import launch, make_dataset
 
     dataset = make_dataset(repo_root, tmp_path / "data")
     run = launch(repo_root, "cpu", NPROC="2", BATCH_SIZE="2", MAX_ITERATION="1", DATAROOT=str(dataset),
-                 SNAPSHOT_DIR=str(tmp_path / "snapshot"))
+                 SNAPSHOT_DIR=str(tmp_path / "snapshot"), JOINT_PASSES="1")
     assert run.returncode == 0, run.stderr
     assert "batches of 1 per epoch and process, 2 process(es)" in run.stderr
+    assert "JOINT_PASSES=1: the plain and the augmented pass run as one batch of 2" in run.stderr
     state = torch.load(tmp_path / "snapshot" / "stage1" / "model-0.state.pth", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng"]) == 2
     assert state["memory_bank"]["entries"][0]["prototype_batch_index"].max() == 2 + 1, "both images' prototypes, shifted by 2"

@@ -236,13 +236,3 @@ def test_resume_names_a_corrupt_state_file(repo_root, three_iterations, dataset,
     line = error_line(run)
     assert f"{copy / 'stage1' / 'model-2.state.pth'}: an HTML page" in line
     assert "weights_only" not in run.stderr
-
-
-def test_one_batch_trains_through_the_launcher_with_joint_passes_1(repo_root, dataset, tmp_path):
-    snapshot = tmp_path / "snapshot"
-    run = launch(repo_root, "cpu", DATAROOT=str(dataset), SNAPSHOT_DIR=str(snapshot), MAX_ITERATION="1",
-                 VALIDATE="0", JOINT_PASSES="1")
-    assert run.returncode == 0, run.stderr
-    assert "JOINT_PASSES=1: the plain and the augmented pass run as one batch of 2" in run.stderr
-    assert load_config(snapshot / CONFIG_NAME).train.joint_passes is True
-    assert (snapshot / "stage1" / "model-0.pth").is_file()
