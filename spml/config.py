@@ -49,7 +49,7 @@ def default_joint_passes(device_type: str) -> bool:
     """Whether the training forward runs its two passes as one batch by default on ``device_type``
     (docs/method.md §1.7): yes on a GPU, where one batch of ``2B`` means fewer, larger kernels
     (README: 89.0 against 100.8 ms a step on an H100); no on the CPU, where it saves nothing
-    and measured 3–8 % slower. A config holds the value chosen when its run started
+    and measured 4–16 % slower. A config holds the value chosen when its run started
     (:func:`spml.training.settings.prepare_training_run`)."""
     return device_type != "cpu"
 
