@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ import py_sod_metrics
 import pytest
 
 from spml.evaluation.comparison import PROBLEM_KINDS, TABLE_COLUMNS, compare_set
+from spml.evaluation.scores import fmeasure
 
 FIXTURE = "pysodmetrics_fixtures/generated_pysodmetrics-1.6.2_per_image.json"
 FIXTURE_KEYS = {
@@ -37,9 +37,7 @@ def _grey(path: Path) -> np.ndarray:
 
 def pysodmetrics_scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """The library's own numbers (default classes, one instance over all pairs), in our keys."""
-    with warnings.catch_warnings():  # Fmeasure announces its successor; the fixture used Fmeasure
-        warnings.simplefilter("ignore", UserWarning)
-        fm = py_sod_metrics.Fmeasure()
+    fm = fmeasure()
     wfm, sm, em, mae = py_sod_metrics.WeightedFmeasure(), py_sod_metrics.Smeasure(), py_sod_metrics.Emeasure(), py_sod_metrics.MAE()
     for pred, gt in pairs:
         for metric in (fm, wfm, sm, em, mae):

@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import cv2
@@ -21,7 +20,7 @@ import py_sod_metrics
 import pytest
 import torch
 
-from spml.evaluation.scores import SCORE_KEYS
+from spml.evaluation.scores import SCORE_KEYS, fmeasure
 
 pytestmark = pytest.mark.slow  # subprocesses running the network
 
@@ -84,10 +83,8 @@ def test_field_scores_equal_pysodmetrics_on_the_saved_maps(field_run, data_root:
     save_dir, _ = field_run
     scores = json.loads((save_dir / "scores.json").read_text())
     assert list(scores) == ["DES"] and list(scores["DES"]) == list(SCORE_KEYS) and scores["DES"]["n"] == 2
-    with warnings.catch_warnings():  # Fmeasure announces its successor; spml.evaluation.scores uses Fmeasure
-        warnings.simplefilter("ignore", UserWarning)
-        f = py_sod_metrics.Fmeasure()
-    s, e, wf, mae = py_sod_metrics.Smeasure(), py_sod_metrics.Emeasure(), py_sod_metrics.WeightedFmeasure(), py_sod_metrics.MAE()
+    s, f, e, wf, mae = (py_sod_metrics.Smeasure(), fmeasure(), py_sod_metrics.Emeasure(),
+                        py_sod_metrics.WeightedFmeasure(), py_sod_metrics.MAE())
     for stem in DES_STEMS:
         pred, gt = _grey(save_dir / "results/DES" / f"{stem}.png"), _grey(data_root / "sod/Test/DES/GT" / f"{stem}.png")
         for metric in (s, f, e, wf, mae):

@@ -289,16 +289,15 @@ class TrainingRun:
         reporter.close()
 
 
-def warm_training_run(device: torch.device, batch_size: int, graphs: bool, precision: str = "fp32",
-                      warmup_steps: int = WARMUP_STEPS, passes: str | None = None, compiled: bool = False) -> TrainingRun:
-    """Model (seed 0, train mode, its two passes as :data:`PASSES` says, by default as the training
-    loop runs them on ``device`` (:func:`default_passes`), SFNet compiled when
-    ``compiled``), objective, optimiser state and batch as the training loop builds them; the
+def warm_training_run(device: torch.device, batch_size: int, graphs: bool, passes: str, precision: str = "fp32",
+                      warmup_steps: int = WARMUP_STEPS, compiled: bool = False) -> TrainingRun:
+    """Model (seed 0, train mode, its two passes as ``passes``, one of :data:`PASSES`, says, SFNet
+    compiled when ``compiled``), objective, optimiser state and batch as the training loop builds them; the
     network replayed from CUDA graphs when ``graphs``. ``warmup_steps`` steps have run, so the
     memory bank is full (it holds two steps) and the kernels are chosen (and compiled)."""
     train_config = default_config().train
     torch.manual_seed(0)
-    model = build_model(joint_passes=(passes or default_passes(device)) == "joint").to(device).train()
+    model = build_model(joint_passes=passes == "joint").to(device).train()
     if compiled:
         compile_network(model)
     objective = DHFRObjective().to(device)
@@ -313,8 +312,8 @@ def warm_training_run(device: torch.device, batch_size: int, graphs: bool, preci
 
 def time_training(device: torch.device, batch_size: int, graphs: bool, steps: int, precision: str = "fp32",
                   passes: str | None = None, compiled: bool = False) -> dict:
-    """The training step of ``spml.training.step`` at release settings in ``precision`` (``passes``
-    as in :func:`warm_training_run`): phases
+    """The training step of ``spml.training.step`` at release settings in ``precision`` (``passes``:
+    one of :data:`PASSES`; by default as the training loop runs them on ``device``, :func:`default_passes`): phases
     (synchronised), steps/s (unsynchronised, each step's losses read after the next step is issued,
     as the training loop does), peak memory and the host-sync points of one step up to its
     gradients and, apart, of the optimiser update (CPU Adam reads each parameter's step count).
@@ -326,7 +325,7 @@ def time_training(device: torch.device, batch_size: int, graphs: bool, steps: in
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     setup_start = time.perf_counter()
-    run = warm_training_run(device, batch_size, graphs, precision, passes=passes, compiled=compiled)
+    run = warm_training_run(device, batch_size, graphs, passes, precision, compiled=compiled)
     setup_seconds = time.perf_counter() - setup_start
     network, objective, state, batch, lr, clamp = run.network, run.objective, run.state, run.batch, run.lr, run.clamp
     phase_seconds: dict[str, list[float]] = {name: [] for name in PHASES}
@@ -425,7 +424,7 @@ def profile_training(device: torch.device, batch_size: int, steps: int, top: int
                      passes: str | None = None, compiled: bool = False) -> dict[str, list[dict]]:
     """Where the time of an eager training step in ``precision`` goes: ``steps`` steps of :func:`warm_training_run`
     recorded with ``torch.profiler`` (CPU, and CUDA on a GPU; eager so the kernels carry the ops'
-    names; a CUDA-graph replay runs the same kernels).
+    names; a CUDA-graph replay runs the same kernels); ``passes`` as in :func:`time_training`.
 
     ``phases``: per :data:`PHASES` label (work attributed by the host time of the op that ran or
     launched it, so backward ops on autograd's device thread count too; ``other`` and, on CUDA,
@@ -436,8 +435,8 @@ def profile_training(device: torch.device, batch_size: int, steps: int, top: int
     receives the Chrome trace.
     """
     passes = passes or default_passes(device)
-    run = warm_training_run(device, batch_size, graphs=False, precision=precision, warmup_steps=warmup_steps,
-                            passes=passes, compiled=compiled)
+    run = warm_training_run(device, batch_size, graphs=False, passes=passes, precision=precision,
+                            warmup_steps=warmup_steps, compiled=compiled)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
         run.steps(steps)

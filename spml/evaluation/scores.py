@@ -74,6 +74,14 @@ def resize_to_ground_truth(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
+def fmeasure() -> py_sod_metrics.Fmeasure:
+    """pysodmetrics' ``Fmeasure`` (β² = 0.3), without the notice it prints at construction that
+    ``FmeasureV2`` succeeds it: its numbers are the field's reference ones."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return py_sod_metrics.Fmeasure(beta=0.3)
+
+
 class SaliencyScores:
     """Accumulates the field-standard saliency metrics of one test set, one image per step."""
 
@@ -81,9 +89,7 @@ class SaliencyScores:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown scoring protocol '{protocol}' (expected one of {PROTOCOLS})")
         self.protocol = protocol
-        with warnings.catch_warnings():  # Fmeasure announces its successor; its numbers are the reference ones
-            warnings.simplefilter("ignore", UserWarning)
-            self._fmeasure = py_sod_metrics.Fmeasure(beta=0.3)
+        self._fmeasure = fmeasure()
         self._metrics = (
             self._fmeasure,
             py_sod_metrics.Smeasure(),
