@@ -13,6 +13,24 @@ start=$SECONDS
 if [ -z "${DEMO_GPU:-}" ]; then
   if "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then DEMO_GPU=0; else DEMO_GPU=cpu; fi
 fi
+# The device is checked before anything is generated.
+if [ "$DEMO_GPU" = cpu ]; then
+  device=cpu
+elif [[ "$DEMO_GPU" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+  device=cuda
+  export CUDA_VISIBLE_DEVICES=$DEMO_GPU
+  "$PYTHON" - "$DEMO_GPU" "$0" <<'PY' || exit 2
+import sys
+from lib.distributed import DeviceUnavailableError, check_cuda_devices
+try:
+    check_cuda_devices(sys.argv[1].count(",") + 1, f"DEMO_GPU={sys.argv[1]}", "DEMO_GPU=cpu")
+except DeviceUnavailableError as error:
+    sys.exit(f"{sys.argv[2]}: error: {error}")
+PY
+else
+  echo "$0: error: DEMO_GPU=$DEMO_GPU: expected a GPU index such as 0, or cpu" >&2
+  exit 2
+fi
 DEMO_DIR=${DEMO_DIR:-snapshots/demo/$(date +%Y%m%d-%H%M%S)}
 # A CPU training iteration (batch 2, two passes through the network) takes about 3.7 s on an
 # idle 2-core machine: with 30 iterations the whole demo took 133 s there (12 iterations:
@@ -24,7 +42,6 @@ DEMO_LR=${DEMO_LR:-1e-3}
 DEMO_NUM_TRAIN=${DEMO_NUM_TRAIN:-40}
 DEMO_NUM_TEST=${DEMO_NUM_TEST:-4}
 data=$DEMO_DIR/data
-if [ "$DEMO_GPU" = cpu ]; then device=cpu; else device=cuda; export CUDA_VISIBLE_DEVICES=$DEMO_GPU; fi
 
 step() { printf '\n=== [%4ds] %s\n' $((SECONDS - start)) "$*"; }
 

@@ -15,6 +15,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if [ -z "${CHECKPOINT:-}" ]; then
   CHECKPOINT=$("$PYTHON" -m spml.training.layout release-checkpoint)
+  if [ ! -e "$CHECKPOINT" ]; then
+    echo "$0: error: the released model is not downloaded ($CHECKPOINT); bash bashscripts/download_snapshots.sh model fetches it, CHECKPOINT=path/to/model-<iter>.pth takes another" >&2
+    exit 2
+  fi
 fi
 exec "$PYTHON" pyscripts/inference/predict.py --rgb "$rgb" --depth "$depth" --out "$out" \
   --checkpoint "$CHECKPOINT" "$@"

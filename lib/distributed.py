@@ -35,6 +35,20 @@ class ProcessGroup:
         return self.world_size > 1
 
 
+def check_cuda_devices(needed: int, asked: str, instead: str) -> None:
+    """Raise :class:`DeviceUnavailableError` unless torch sees at least ``needed`` CUDA GPUs.
+
+    ``asked`` says how the GPUs were asked for (``GPU_ID 0,1``; the launchers pass ``GPU_ID`` on
+    as ``CUDA_VISIBLE_DEVICES``, from which CUDA drops an index that does not exist) and
+    ``instead`` how to run on the CPU; the message names both.
+    """
+    seen = torch.cuda.device_count()
+    if seen < needed:
+        found = "no CUDA GPU" if seen == 0 else f"{seen} CUDA GPU{'s' if seen > 1 else ''} of the {needed} needed"
+        raise DeviceUnavailableError(f"{asked}: torch sees {found} on this machine "
+                                     f"(`nvidia-smi -L` lists its GPUs; {instead} runs on the CPU)")
+
+
 def setup_process_group(device: str) -> ProcessGroup:
     """Join the process group that torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``).
 
@@ -43,12 +57,11 @@ def setup_process_group(device: str) -> ProcessGroup:
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError("device 'cuda' was asked for but torch sees no CUDA GPU (use GPU_ID=cpu)")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda":
+        check_cuda_devices(local_rank + 1, "--device cuda", "--device cpu")
         torch.cuda.set_device(local_rank)
         torch_device = torch.device("cuda", local_rank)
     else:

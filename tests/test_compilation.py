@@ -110,13 +110,15 @@ def test_training_with_compile_and_no_code_generator_stops_with_one_line_before_
     from pyscripts.train import train as train_script
 
     _no_cpp_compiler(monkeypatch)
-    config = _training_config(tmp_path, tmp_path / "no-data-needed")
+    data_root = tmp_path / "data"  # empty: no work may reach it (scanning would write lists/train.txt)
+    data_root.mkdir()
+    config = _training_config(tmp_path, data_root)
     assert train_script.main(["--config", config, "--device", "cpu", "--compile"]) == 2
     errors = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
     assert errors == ["train.py: error: COMPILE=1: torch.compile on the CPU needs a C++ compiler (g++ or clang++, "
                       "or set CXX): No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++'); "
                       "train without COMPILE=1"]
-    assert not (tmp_path / "run" / "stage1").exists() and not (tmp_path / "no-data-needed").exists()
+    assert not (tmp_path / "run" / "stage1").exists() and not any(data_root.iterdir())
 
 
 @pytest.mark.parametrize("arguments", [["train", "--devices", "cpu", "--compile", "off", "on"],

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lib.distributed import all_gather_cat, mean_over_processes
+from lib.distributed import DeviceUnavailableError, all_gather_cat, mean_over_processes, setup_process_group
 from spml.losses import DHFRObjective
 
 WORLD_SIZE = 2
@@ -58,6 +58,13 @@ def _gather_rows_worker(rank: int) -> dict:
         "labels": all_gather_cat(torch.arange(rank + 2)),
         "mean": mean_over_processes(torch.tensor([float(rank), float("nan") if rank else 1.0])),
     }
+
+
+def test_a_process_on_a_gpu_torch_does_not_see_stops_with_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(DeviceUnavailableError, match=r"^--device cuda: torch sees 1 CUDA GPU of the 2 needed on this machine .*--device cpu runs on the CPU\)$"):
+        setup_process_group("cuda")
 
 
 def test_all_gather_cat_is_the_identity_in_one_process():

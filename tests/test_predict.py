@@ -1,6 +1,7 @@
 """pyscripts/inference/predict.py on generated RGB-D pairs of any size, bad files and bad arguments included."""
 from __future__ import annotations
 
+import os
 import re
 import struct
 import subprocess
@@ -142,3 +143,20 @@ def test_bad_input_stops_with_one_line_exit_2_and_writes_nothing(
         assert "weights_only" not in lines[0] and "Traceback" not in lines[0]
         assert _tree(tmp_path) == before, name
     read_only.chmod(0o755)
+
+
+def test_the_launcher_without_the_released_model_says_how_to_get_it(repo_root: Path, tmp_path: Path) -> None:
+    """``predict.sh`` in a checkout without downloaded weights (a copy of the launcher, run with this
+    repository's modules) names the missing file and the download command."""
+    launcher = tmp_path / "bashscripts" / "predict.sh"
+    launcher.parent.mkdir()
+    launcher.write_text((repo_root / "bashscripts" / "predict.sh").read_text())
+    environment = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(repo_root)}
+    environment.pop("CHECKPOINT", None)
+    process = subprocess.run(["bash", str(launcher), "rgb", "depth", "out"], cwd=tmp_path, env=environment,
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    [line] = process.stderr.strip().splitlines()
+    assert "the released model is not downloaded (snapshots/sod_scribble/" in line and "/stage1/model-109249.pth)" in line
+    assert "bash bashscripts/download_snapshots.sh model fetches it" in line
+    assert _tree(tmp_path) == ["bashscripts", "bashscripts/predict.sh"]

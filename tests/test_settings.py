@@ -6,15 +6,29 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 from spml.config import ConfigError, default_config, default_joint_passes, load_config, save_config
-from spml.training.layout import CONFIG_NAME, checkpoint_paths, newest_complete_checkpoint, newest_model_file, \
+from spml.training.layout import CONFIG_NAME, STAGE_DIR, checkpoint_paths, newest_complete_checkpoint, newest_model_file, \
     release_checkpoint, release_snapshot_dir
 from spml.training.settings import SettingsError, config_from_environment, prepare_test_score, prepare_training_run, \
     setting_changes
 
 RELEASE_DIR = ("snapshots/sod_scribble/rgbd_sod_sfnet_segsort/p224_dim64_nc6_ki10_lr1e-4_syncbn_false_bs4_gpu0_it109250"
                "_wd5e-4_memsize2_losstypesegsort_segsort_segsort_none_lossconc6_12_16_0_lossw1.0_0.0_0.1_0.0_0.0_0.0_1.0_1.0")
+
+
+@pytest.fixture(autouse=True)
+def run_inputs_present(tmp_path_factory, monkeypatch) -> Path:
+    """A working folder holding the default data root and ImageNet weights file, which a start checks
+    before it writes anything; returns it."""
+    folder = tmp_path_factory.mktemp("working-folder")
+    monkeypatch.chdir(folder)
+    (folder / default_config().dataset.data_dir).mkdir()
+    weights = folder / default_config().train.pretrained
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"")
+    return folder
 
 
 def test_release_names():
@@ -231,3 +245,47 @@ def test_the_launcher_gets_how_to_run_as_0_or_1_and_none_of_it_in_the_config(tmp
     assert capsys.readouterr().out.endswith(f"RESUME=0\n{assignments}\n")
     saved = (tmp_path / "run" / CONFIG_NAME).read_text()
     assert "compile" not in saved and "eager" not in saved
+
+
+@pytest.mark.parametrize("visible, seen, processes, found", [
+    ("3", 0, 1, "no CUDA GPU"),
+    ("0,1", 1, 2, "1 CUDA GPU of the 2 needed"),
+])
+def test_a_gpu_launch_without_its_gpus_stops_before_anything_is_written(tmp_path, monkeypatch, capsys,
+                                                                      visible, seen, processes, found):
+    """Training and test score (one GPU) check the GPUs that ``GPU_ID`` names before anything else."""
+    from pyscripts.tools import fill_config
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: seen)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    monkeypatch.setenv("SNAPSHOT_DIR", str(tmp_path / "run"))
+    assert fill_config.main(["train", "--device", "cuda", "--processes", str(processes)]) == 2
+    assert capsys.readouterr().err == (f"error: GPU_ID {visible}: torch sees {found} on this "
+                                       f"machine (`nvidia-smi -L` lists its GPUs; GPU_ID cpu runs on the CPU)\n")
+    assert not (tmp_path / "run").exists()
+    if processes == 1:
+        assert fill_config.main(["test-score", "--device", "cuda"]) == 2
+        assert "torch sees no CUDA GPU" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: processes)
+    assert fill_config.main(["train", "--device", "cuda", "--processes", str(processes)]) == 0
+    assert (tmp_path / "run" / CONFIG_NAME).is_file()
+
+
+def test_a_start_without_its_data_or_imagenet_weights_stops_before_anything_is_written(tmp_path, run_inputs_present):
+    run = tmp_path / "run"
+    with pytest.raises(SettingsError, match=r"^data root not found: /absent \(set DATAROOT\)$"):
+        prepare_training_run({"SNAPSHOT_DIR": str(run), "DATAROOT": "/absent"})
+    weights = tmp_path / "absent.pth"
+    with pytest.raises(SettingsError, match=rf"^ImageNet weights not found: {weights}; download them with "
+                                            r"`bash bashscripts/download_snapshots.sh localvit`, or set PRETRAINED=none"):
+        prepare_training_run({"SNAPSHOT_DIR": str(run), "PRETRAINED": str(weights)})
+    assert not run.exists()
+    assert prepare_training_run({"SNAPSHOT_DIR": str(run), "PRETRAINED": "none"})[0].is_file()
+    # A resume does not read the ImageNet weights, but its data.
+    (run / STAGE_DIR).mkdir()
+    for path in checkpoint_paths(run / STAGE_DIR, 3):
+        path.write_bytes(b"")
+    assert prepare_training_run({"SNAPSHOT_DIR": str(run), "PRETRAINED": "none", "RESUME": "1"})[1] is True
+    (run_inputs_present / default_config().dataset.data_dir).rmdir()
+    with pytest.raises(SettingsError, match=r"^data root not found: dataroot \(set DATAROOT\)$"):
+        prepare_training_run({"SNAPSHOT_DIR": str(run), "PRETRAINED": "none", "RESUME": "1"})

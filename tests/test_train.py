@@ -18,8 +18,9 @@ from network import build_model, load_checkpoint
 from spml.config import load_config
 from spml.data.lists import ensure_train_list
 from spml.training.layout import CONFIG_NAME
+from spml.training.settings import prepare_training_run
 
-from training_runs import NUM_TRAIN, TEST_SCORE_LAUNCHER, launch, make_dataset
+from training_runs import NUM_TRAIN, SMALL_RUN, TEST_SCORE_LAUNCHER, launch, make_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +105,14 @@ def test_launcher_rejects_a_bad_gpu_id(repo_root):
     assert "bad GPU_ID 'gpu'" in error_line(launch(repo_root, "gpu"))
 
 
+def test_a_gpu_torch_does_not_see_stops_the_launcher_before_anything_is_written(repo_root, tmp_path):
+    run = launch(repo_root, "99", SNAPSHOT_DIR=str(tmp_path / "run"))  # CUDA drops an index that does not exist
+    assert run.returncode == 2
+    assert error_line(run) == ("error: GPU_ID 99: torch sees no CUDA GPU on this machine "
+                               "(`nvidia-smi -L` lists its GPUs; GPU_ID cpu runs on the CPU)")
+    assert not (tmp_path / "run").exists(), "nothing written"
+
+
 def _append_short_line(root: Path) -> str:
     list_path = root / "lists" / "train.txt"
     list_path.write_text(list_path.read_text() + "sod/RGB_Train/a.jpg sod/Depth_Train/a.bmp\n")
@@ -139,11 +148,26 @@ def test_bad_input_stops_with_one_line_naming_it(repo_root, dataset, tmp_path, b
     assert expected in error_line(run)
 
 
-def test_missing_imagenet_weights_say_how_to_download_them(repo_root, dataset, tmp_path):
-    run = launch(repo_root, "cpu", DATAROOT=str(dataset), SNAPSHOT_DIR=str(tmp_path),
+def test_missing_imagenet_weights_or_data_stop_the_launcher_before_anything_is_written(repo_root, dataset, tmp_path):
+    snapshot_dir = tmp_path / "run"
+    run = launch(repo_root, "cpu", DATAROOT=str(dataset), SNAPSHOT_DIR=str(snapshot_dir),
                  PRETRAINED=str(tmp_path / "absent.pth"))
     line = error_line(run)
     assert "absent.pth" in line and "bash bashscripts/download_snapshots.sh localvit" in line
+    line = error_line(launch(repo_root, "cpu", DATAROOT=str(tmp_path / "no-data"), SNAPSHOT_DIR=str(snapshot_dir)))
+    assert line == f"error: data root not found: {tmp_path / 'no-data'} (set DATAROOT)"
+    assert not snapshot_dir.exists(), "nothing written"
+
+
+def test_the_trainer_checks_the_data_root_of_a_config_itself(dataset, tmp_path, capsys, restored_logging):
+    from pyscripts.train import train as train_script
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root)
+    config_path, _, _ = prepare_training_run({**SMALL_RUN, "DATAROOT": str(root), "SNAPSHOT_DIR": str(tmp_path / "run")})
+    shutil.rmtree(root)
+    assert train_script.main(["--config", str(config_path), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == f"train.py: error: data root not found: {root} (set DATAROOT)\n"
 
 
 def test_test_score_reads_the_runs_config_and_never_rewrites_it(repo_root, three_iterations, dataset, tmp_path):

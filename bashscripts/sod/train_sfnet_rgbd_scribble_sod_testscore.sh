@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bashscripts/sod/common.sh "$@"
 
-settings=$("$PYTHON" pyscripts/tools/fill_config.py test-score) || exit $?
+settings=$("$PYTHON" pyscripts/tools/fill_config.py test-score --device "$DEVICE") || exit $?
 eval "$settings"
 echo "checkpoint: $CHECKPOINT"
 echo "results: $SAVE_DIR"

@@ -3,10 +3,12 @@ variables the user set (see ``spml.training.settings.ENVIRONMENT``) and prints s
 assignments for the launcher to ``eval``.
 
     python3 pyscripts/tools/fill_config.py train [--processes N] [--device cpu|cuda]
-        checks the settings, writes (start) or checks (RESUME=1) <snapshot dir>/config_sod_emb.yaml;
+        checks the settings (and, for cuda, that torch sees a GPU per process), writes (start) or
+        checks (RESUME=1) <snapshot dir>/config_sod_emb.yaml;
         prints CONFIG, RESUME, EAGER, COMPILE and VALIDATE (1 unless VALIDATE=0)
-    python3 pyscripts/tools/fill_config.py test-score
-        writes nothing; prints CONFIG (the run's, or empty), CHECKPOINT, SAVE_DIR, PROTOCOL
+    python3 pyscripts/tools/fill_config.py test-score [--device cpu|cuda]
+        checks that torch sees a GPU for cuda; writes nothing; prints CONFIG (the run's, or
+        empty), CHECKPOINT, SAVE_DIR, PROTOCOL
 
 Errors: one line on stderr, exit status 2.
 """
@@ -27,15 +29,29 @@ def _assignments(values: dict[str, object]) -> str:
     return "\n".join(f"{name}={shlex.quote(str(value))}" for name, value in values.items())
 
 
+def _check_gpus(processes: int) -> None:
+    """Before the run's config is written: torch must see one GPU per process (SettingsError otherwise)."""
+    from lib.distributed import DeviceUnavailableError, check_cuda_devices  # loads torch: GPU launches only
+
+    try:
+        check_cuda_devices(processes, f"GPU_ID {os.environ.get('CUDA_VISIBLE_DEVICES', '')}", "GPU_ID cpu")
+    except DeviceUnavailableError as error:
+        raise SettingsError(str(error)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train")
     train.add_argument("--processes", type=int, default=1)
-    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the launcher's DEVICE")
-    commands.add_parser("test-score")
+    test_score = commands.add_parser("test-score")
+    test_score.set_defaults(processes=1)  # scores on one GPU
+    for command in (train, test_score):
+        command.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the launcher's DEVICE")
     args = parser.parse_args(argv)
     try:
+        if args.device == "cuda":
+            _check_gpus(args.processes)
         if args.command == "train":
             # How to run, not what to compute: checked before the run's config is written.
             launch = {"EAGER": int(flag(os.environ, "EAGER")), "COMPILE": int(flag(os.environ, "COMPILE")),

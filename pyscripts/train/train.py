@@ -46,11 +46,11 @@ from spml.training.checkpoint import restore_training_checkpoint, save_training_
 from spml.training.errors import InputError, TrainingError
 from spml.training.layout import STAGE_DIR, newest_complete_checkpoint
 from spml.training.sampling import make_loader, training_batches
+from spml.training.settings import check_run_inputs
 from spml.training.step import Forward, make_training_state, training_step
 from spml.training.reporting import StepReporter
 
 logger = logging.getLogger("train")
-DOWNLOAD_HINT = "bash bashscripts/download_snapshots.sh localvit"
 INPUT_ERRORS = (InputError, ConfigError, DataError, CheckpointError, DeviceUnavailableError)
 
 
@@ -60,8 +60,6 @@ def resolve_train_list(config: Config, snapshot_dir: Path, group: ProcessGroup) 
     data_root = Path(config.dataset.data_dir)
     if config.dataset.train_list:
         return Path(config.dataset.train_list)
-    if not data_root.is_dir():
-        raise DataError(f"data root not found: {data_root} (set DATAROOT)")
     list_path = default_train_list(data_root)
     list_folder = list_path.parent if list_path.parent.is_dir() else data_root
     if not list_path.is_file() and not os.access(list_folder, os.W_OK):
@@ -73,14 +71,12 @@ def resolve_train_list(config: Config, snapshot_dir: Path, group: ProcessGroup) 
 
 
 def starting_point(config: Config, stage_dir: Path, resume: bool) -> int | None:
-    """The checkpoint to resume after (None: start from 0); checks the ImageNet weights of a start."""
+    """The checkpoint to resume after (None: start from 0); checks the data root and the ImageNet weights
+    of a start (:func:`spml.training.settings.check_run_inputs`)."""
     resume_iteration = newest_complete_checkpoint(stage_dir) if resume else None
     if resume and resume_iteration is None:
         raise InputError(f"--resume: no complete checkpoint (model-<iter>.pth with its .state.pth) in {stage_dir}")
-    pretrained = config.train.pretrained
-    if resume_iteration is None and pretrained != "none" and not Path(pretrained).is_file():
-        raise InputError(f"ImageNet weights not found: {pretrained}; download them with `{DOWNLOAD_HINT}`, "
-                         f"or set PRETRAINED=none to train from scratch")
+    check_run_inputs(config, starting=resume_iteration is None)
     return resume_iteration
 
 

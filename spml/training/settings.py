@@ -16,6 +16,7 @@ import yaml
 from lib.precisions import check_precision_device
 from spml.config import Config, ConfigError, config_from_dict, config_to_dict, default_config, default_joint_passes, \
     describe_accepted, load_config, save_config
+from spml.training.errors import InputError
 from spml.training.layout import CONFIG_NAME, RESULTS_ROOT, STAGE_DIR, newest_complete_checkpoint, newest_model_file, \
     release_snapshot_dir
 
@@ -46,8 +47,25 @@ _TEXT_KEYS = {"dataset.data_dir", "train.pretrained"}
 _RESUME_FREE = {"train.num_workers", "train.snapshot_dir"}
 
 
+IMAGENET_DOWNLOAD = "bash bashscripts/download_snapshots.sh localvit"
+
+
 class SettingsError(ValueError):
     """A launcher variable or run folder that does not fit (exit status 2)."""
+
+
+def check_run_inputs(config: Config, starting: bool) -> None:
+    """Raise :class:`InputError` unless the folders and files a run reads first are there: the data
+    root (unless the config names its training list) and, when ``starting`` from iteration 0, the
+    ImageNet weights (unless ``PRETRAINED=none``). Checked by the launcher before the run's config
+    is written, and by the trainer."""
+    data_root = Path(config.dataset.data_dir)
+    if not config.dataset.train_list and not data_root.is_dir():
+        raise InputError(f"data root not found: {data_root} (set DATAROOT)")
+    pretrained = config.train.pretrained
+    if starting and pretrained != "none" and not Path(pretrained).is_file():
+        raise InputError(f"ImageNet weights not found: {pretrained}; download them with `{IMAGENET_DOWNLOAD}`, "
+                         f"or set PRETRAINED=none to train from scratch")
 
 
 def _fixed_sizes() -> dict[str, int]:
@@ -134,7 +152,8 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
     checkpoint in ``<snapshot dir>/stage1`` and the same settings as the saved config
     (``RESUME_ALLOW_CHANGES=1`` accepts changes and rewrites the config). ``PRECISION`` other
     than fp32 needs ``device_type`` ``cuda``; unset ``JOINT_PASSES`` takes the default for
-    ``device_type`` (:func:`spml.config.default_joint_passes`). Nothing is written when a check fails.
+    ``device_type`` (:func:`spml.config.default_joint_passes`); the data root and the ImageNet weights
+    of a start must be there (:func:`check_run_inputs`). Nothing is written when a check fails.
     """
     resume, allow_changes = flag(environ, "RESUME"), flag(environ, "RESUME_ALLOW_CHANGES")
     config = config_from_environment(environ)
@@ -150,6 +169,10 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
     config.train.snapshot_dir = str(snapshot_dir)
     config_path = snapshot_dir / CONFIG_NAME
     notes = []
+    try:
+        check_run_inputs(config, starting=not resume)
+    except InputError as error:
+        raise SettingsError(str(error)) from None
     if resume:
         stage_dir = snapshot_dir / STAGE_DIR
         if newest_complete_checkpoint(stage_dir) is None:
