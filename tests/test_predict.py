@@ -129,6 +129,9 @@ def test_bad_input_stops_with_one_line_exit_2_and_writes_nothing(
         "empty-folders": ((empty_rgb, no_images, out), f"no RGB/depth pairs found (images paired by file stem): {empty_rgb} holds 0"),
         "no-pairs": ((rgb_dir, no_images, out), "no RGB/depth pairs found"),
         "file-and-folder": ((rgb_dir / "wide.jpg", depth_dir, out), "must both be image files or both folders"),
+        "out-is-an-input-folder": ((rgb_dir, depth_dir, depth_dir), f"--out {depth_dir}: is an input folder"),
+        "map-over-an-input": ((rgb_dir / "wide.jpg", depth_dir / "wide.png", depth_dir),
+                              f"the map {depth_dir / 'wide.png'} would overwrite that input image; choose another folder"),
     }
     if not torch.cuda.is_available():
         cases["no-cuda"] = ((rgb_dir, depth_dir, out, "--device", "cuda"), "--device 'cuda': CUDA is not available")

@@ -6,8 +6,9 @@ are paired by file stem. Any input size: the pair is resized to the network's in
 atomically as ``<out>/<stem>.png``, visualisations as ``<out>/featvis/<stem>.png``.
 Unpaired and unreadable files (e.g. images over PIL's size limit, unless
 ``--allow-large-images``) are listed and skipped; the exit status is then 1. Bad flags, an
-unusable output folder or checkpoint, and inputs without any pair stop at once with one
-line and exit status 2.
+unusable output folder or checkpoint, an output folder that is an input folder (or where a
+map would replace an input image), and inputs without any pair stop at once with one line
+and exit status 2.
 
     python pyscripts/inference/predict.py --rgb PATH --depth PATH --out DIR --checkpoint CKPT \\
         [--device cpu|cuda|cuda:N] [--featvis] [--batch-size N] [--num-workers N] [--allow-large-images]
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:
             raise ValueError(f"--out {args.out}: {problem}")
         samples, unpaired = pair_inputs(args.rgb, args.depth)
+        problem = input_overwrite_problem(args, samples)
+        if problem is not None:
+            raise ValueError(f"--out {args.out}: {problem}; choose another folder")
         args.device = resolve_device(args.device)
         network = eval_network(load_model(args.checkpoint, args.device), args.eager, args.precision)
     except (CheckpointError, DataError, ValueError) as error:
@@ -99,6 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def output_paths(out: Path, stem: str, featvis: bool) -> list[Path]:
+    """Where the map (and the visualisation) of the pair ``stem`` is written."""
+    return [out / f"{stem}.png"] + ([out / "featvis" / f"{stem}.png"] if featvis else [])
+
+
+def input_overwrite_problem(args: argparse.Namespace, samples: list) -> str | None:
+    """Why writing to ``--out`` would overwrite or mix with the inputs, or None: ``--out`` is one of
+    the input folders, or a map would replace an input image."""
+    out = args.out.resolve()
+    if args.rgb.is_dir() and out in (args.rgb.resolve(), args.depth.resolve()):
+        return "is an input folder (the maps would be written among its images)"
+    inputs = {path.resolve() for sample in samples for path in (sample.rgb, sample.depth)}
+    for sample in samples:
+        for path in output_paths(out, sample.rgb.stem, args.featvis):
+            if path in inputs:
+                return f"the map {path} would overwrite that input image"
+    return None
+
+
 def write_batch(network: Forward, batch: dict, samples: list, args: argparse.Namespace) -> int:
     """Predict one batch and write its maps (and visualisations); return how many."""
     saliency, embedding = predict(network, batch["image"], batch["depth"], args.device)
@@ -106,9 +129,10 @@ def write_batch(network: Forward, batch: dict, samples: list, args: argparse.Nam
     for k, index in enumerate(batch["index"].tolist()):
         stem = samples[index].rgb.stem
         size = (int(batch["height"][k]), int(batch["width"][k]))
-        write_image(saliency_to_uint8(saliency[k], size), args.out / f"{stem}.png")
-        if featvis is not None:
-            write_image(featvis[k], args.out / "featvis" / f"{stem}.png")
+        map_path, *featvis_path = output_paths(args.out, stem, featvis is not None)
+        write_image(saliency_to_uint8(saliency[k], size), map_path)
+        if featvis_path:
+            write_image(featvis[k], featvis_path[0])
     return len(batch["index"])
 
 
