@@ -5,7 +5,9 @@
 # Environment: DEMO_DIR (default snapshots/demo/<date-time>), DEMO_GPU (0 | cpu),
 #   DEMO_ITERATIONS, DEMO_BATCH_SIZE, DEMO_LR, DEMO_NUM_TRAIN, DEMO_NUM_TEST.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/paths.sh"
+absolute_paths DEMO_DIR
+cd "$REPO_ROOT"
 PYTHON=${PYTHON:-python3}
 export PYTHON
 start=$SECONDS

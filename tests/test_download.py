@@ -310,7 +310,8 @@ def test_results_land_through_the_shell_launcher(tmp_path, mirror, repo_root):
     launcher = repo_root / "bashscripts" / "download_snapshots.sh"
     environment = {**os.environ, "PYTHON": sys.executable}
     environment.pop(download.MIRROR_ENV, None)
-    finished = subprocess.run(["bash", str(launcher), "results", "--mirror", url, "--root", str(root)],
+    # Started elsewhere, with --root relative to that folder.
+    finished = subprocess.run(["bash", str(launcher), "results", "--mirror", url, "--root", "root"], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120, env=environment)
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.startswith("results: downloaded")

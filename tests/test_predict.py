@@ -163,3 +163,26 @@ def test_the_launcher_without_the_released_model_says_how_to_get_it(repo_root: P
     assert "the released model is not downloaded (snapshots/sod_scribble/" in line and "/stage1/model-109249.pth)" in line
     assert "bash bashscripts/download_snapshots.sh model fetches it" in line
     assert _tree(tmp_path) == ["bashscripts", "bashscripts/predict.sh"]
+
+
+def test_ctrl_c_stops_with_one_line_saying_what_was_written(
+    pairs: tuple[Path, Path], deterministic_checkpoint: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from pyscripts.inference import predict as predict_script
+
+    real_write = predict_script.write_batch
+    written = []
+
+    def ctrl_c_after_the_first_batch(*args, **kwargs):
+        if written:
+            raise KeyboardInterrupt
+        written.append(real_write(*args, **kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(predict_script, "write_batch", ctrl_c_after_the_first_batch)
+    rgb_dir, depth_dir = pairs
+    out = tmp_path / "out"
+    assert predict_script.main(["--rgb", str(rgb_dir), "--depth", str(depth_dir), "--out", str(out), "--checkpoint",
+                                str(deterministic_checkpoint), "--device", "cpu", "--batch-size", "1"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == f"predict.py: interrupted; 1 map(s) written to {out}"
+    assert len(list(out.glob("*.png"))) == 1

@@ -200,3 +200,29 @@ def test_missing_standard_sets_are_named_only_for_a_root_that_holds_some(
     own = _score(repo_root, own_root, tmp_path / "page.pth", tmp_path / "out")
     assert "standard test sets not found" in standard.stdout and "LFSD" in standard.stdout
     assert "not found" not in own.stdout and "LFSD" not in own.stdout
+
+
+def test_ctrl_c_stops_with_one_line_and_removes_the_results_folder_it_created(
+    data_root: Path, deterministic_checkpoint: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from pyscripts.benchmark import score_model
+
+    real_run = score_model.run_test_set
+
+    def ctrl_c_at_the_second_set(network, name, *args, **kwargs):
+        if name != "DES":
+            raise KeyboardInterrupt
+        return real_run(network, name, *args, **kwargs)
+
+    monkeypatch.setattr(score_model, "run_test_set", ctrl_c_at_the_second_set)
+    arguments = ["--data-root", str(data_root), "--checkpoint", str(deterministic_checkpoint), "--device", "cpu",
+                 "--num-workers", "0", "--save-dir"]
+    save_dir = tmp_path / "scores"
+    assert score_model.main([*arguments, str(save_dir)]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"score_model.py: interrupted; removed {save_dir}, which this run created")
+    assert not save_dir.exists()
+    save_dir.mkdir()
+    assert score_model.main([*arguments, str(save_dir)]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == f"score_model.py: interrupted; {save_dir} holds partial results"
+    assert (save_dir / "results" / "DES").is_dir()

@@ -10,7 +10,7 @@ import torch
 
 from spml.config import ConfigError, default_config, default_joint_passes, load_config, save_config
 from spml.training.layout import CONFIG_NAME, STAGE_DIR, checkpoint_paths, newest_complete_checkpoint, newest_model_file, \
-    release_checkpoint, release_snapshot_dir
+    orphaned_state_files, release_checkpoint, release_snapshot_dir
 from spml.training.settings import SettingsError, config_from_environment, prepare_test_score, prepare_training_run, \
     setting_changes
 
@@ -219,6 +219,7 @@ def test_newest_checkpoints(tmp_path):
     (tmp_path / "model-12.pth").write_bytes(b"")  # a model without state (e.g. the released one)
     assert newest_complete_checkpoint(tmp_path) == 3
     assert newest_model_file(tmp_path) == tmp_path / "model-12.pth"
+    assert orphaned_state_files(tmp_path) == [tmp_path / "model-5.state.pth"]
 
 
 def test_data_loading_processes_default_to_four_at_most_one_per_core(caplog):
@@ -289,3 +290,18 @@ def test_a_start_without_its_data_or_imagenet_weights_stops_before_anything_is_w
     (run_inputs_present / default_config().dataset.data_dir).rmdir()
     with pytest.raises(SettingsError, match=r"^data root not found: dataroot \(set DATAROOT\)$"):
         prepare_training_run({"SNAPSHOT_DIR": str(run), "PRETRAINED": "none", "RESUME": "1"})
+
+
+def test_a_start_never_overwrites_the_checkpoints_of_a_run(tmp_path):
+    environment = {"SNAPSHOT_DIR": str(tmp_path), "PRETRAINED": "none"}
+    config_path, _, _ = prepare_training_run(environment)
+    (tmp_path / STAGE_DIR).mkdir()
+    model, state = checkpoint_paths(tmp_path / STAGE_DIR, 21849)
+    model.write_bytes(b"")  # a model file alone (the downloaded release) counts too
+    saved = config_path.read_bytes()
+    with pytest.raises(SettingsError, match=rf"^{tmp_path / STAGE_DIR} already holds a run's checkpoints \(newest "
+                                            r"model-21849.pth\), which a new run would overwrite; RESUME=1 continues"):
+        prepare_training_run({**environment, "LR": "1e-3"})
+    assert config_path.read_bytes() == saved
+    state.write_bytes(b"")
+    assert prepare_training_run({**environment, "RESUME": "1"})[1] is True

@@ -20,7 +20,8 @@ from spml.data.lists import ensure_train_list
 from spml.training.layout import CONFIG_NAME
 from spml.training.settings import prepare_training_run
 
-from training_runs import NUM_TRAIN, SMALL_RUN, TEST_SCORE_LAUNCHER, launch, make_dataset
+from training_runs import LAUNCHER, NUM_TRAIN, SMALL_RUN, TEST_SCORE_LAUNCHER, launch, launcher_environment, \
+    make_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -159,6 +160,16 @@ def test_missing_imagenet_weights_or_data_stop_the_launcher_before_anything_is_w
     assert not snapshot_dir.exists(), "nothing written"
 
 
+def test_paths_are_relative_to_the_folder_the_launcher_starts_in(repo_root, dataset, tmp_path):
+    (tmp_path / "data").symlink_to(dataset)
+    run = subprocess.run(["bash", str(repo_root / LAUNCHER), "cpu"], cwd=tmp_path, capture_output=True, text=True,
+                         env=launcher_environment(DATAROOT="data", SNAPSHOT_DIR="run", PRETRAINED="weights.pth"),
+                         timeout=300)
+    # The data root was found (it is checked first), the weights are looked for beside it.
+    assert error_line(run).startswith(f"error: ImageNet weights not found: {tmp_path / 'weights.pth'}; ")
+    assert not (tmp_path / "run").exists() and not (repo_root / "run").exists()
+
+
 def test_the_trainer_checks_the_data_root_of_a_config_itself(dataset, tmp_path, capsys, restored_logging):
     from pyscripts.train import train as train_script
 
@@ -260,3 +271,27 @@ def test_resume_names_a_corrupt_state_file(repo_root, three_iterations, dataset,
     line = error_line(run)
     assert f"{copy / 'stage1' / 'model-2.state.pth'}: an HTML page" in line
     assert "weights_only" not in run.stderr
+
+
+def test_ctrl_c_stops_training_with_one_line_naming_where_it_resumes(dataset, tmp_path, capsys, monkeypatch,
+                                                                     restored_logging):
+    from pyscripts.train import train as train_script
+
+    run = tmp_path / "run"
+    config_path, _, _ = prepare_training_run({**SMALL_RUN, "DATAROOT": str(dataset), "SNAPSHOT_DIR": str(run),
+                                              "MAX_ITERATION": "4", "SNAPSHOT_STEP": "2"})
+    orphan = run / "stage1" / "model-9.state.pth"  # a state file whose model file a killed run never wrote
+    orphan.parent.mkdir()
+    orphan.write_bytes(b"")
+    real_step = train_script.training_step
+
+    def ctrl_c_at_iteration_2(*args, **kwargs):
+        if args[7] == 2:  # the iteration
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_script, "training_step", ctrl_c_at_iteration_2)
+    assert train_script.main(["--config", str(config_path), "--device", "cpu", "--no-validate"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"train.py: interrupted; RESUME=1 continues after iteration 1 ({run / 'stage1' / 'model-1.pth'})")
+    assert not orphan.exists()

@@ -13,8 +13,8 @@
 # (RESUME_ALLOW_CHANGES=1 to change them deliberately).
 # Writes <snapshot dir>/config_sod_emb.yaml; checkpoints go to <snapshot dir>/stage1/.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-source bashscripts/sod/common.sh "$@"
+source "$(dirname "$0")/common.sh" "$@"
+cd "$REPO_ROOT"
 
 settings=$("$PYTHON" pyscripts/tools/fill_config.py train --processes "$NPROC" --device "$DEVICE") || exit $?
 eval "$settings"

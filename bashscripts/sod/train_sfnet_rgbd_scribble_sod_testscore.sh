@@ -10,8 +10,8 @@
 #   EAGER=1     on a GPU, run the network eagerly instead of replaying it as a CUDA graph
 #   PRECISION   fp32 (default, exact) | tf32 | bf16 | fp16 (GPU only; see README "GPU fast paths")
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-source bashscripts/sod/common.sh "$@"
+source "$(dirname "$0")/common.sh" "$@"
+cd "$REPO_ROOT"
 
 settings=$("$PYTHON" pyscripts/tools/fill_config.py test-score --device "$DEVICE") || exit $?
 eval "$settings"

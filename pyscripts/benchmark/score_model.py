@@ -31,6 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lib.cli import USAGE_ERROR, ArgumentParser, device_name, non_negative_int, positive_int
 from lib.cpus import cap_workers
+from lib.interrupts import INTERRUPTED
 from lib.io import WriteError, output_folder_problem
 from lib.logging import setup_logging
 from network import INPUT_SIZE, CheckpointError
@@ -164,9 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     created = not args.save_dir.exists()
     try:
         score_test_sets(network, test_sets, args)
-    except (DataError, WriteError) as error:
+    except (DataError, WriteError, KeyboardInterrupt) as error:
         if created:  # leave no partial results behind
             shutil.rmtree(args.save_dir, ignore_errors=True)
+        if isinstance(error, KeyboardInterrupt):
+            left = f"removed {args.save_dir}, which this run created" if created else f"{args.save_dir} holds partial results"
+            print(f"score_model.py: interrupted; {left}", file=sys.stderr)
+            return INTERRUPTED
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR if isinstance(error, DataError) else 1
     return 0

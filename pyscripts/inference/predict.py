@@ -31,6 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lib.cli import USAGE_ERROR, ArgumentParser, device_name, non_negative_int, positive_int
 from lib.cpus import cap_workers
+from lib.interrupts import INTERRUPTED
 from lib.io import WriteError, output_folder_problem
 from lib.logging import setup_logging
 from network import INPUT_SIZE, CheckpointError
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     except WriteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"predict.py: interrupted; {written} map(s) written to {args.out}", file=sys.stderr)
+        return INTERRUPTED
     print(f"{written} map(s) written to {args.out}")
     if skipped:
         print(f"skipped {len(skipped)}:\n  " + "\n  ".join(skipped), file=sys.stderr)

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lib.distributed import DeviceUnavailableError, ProcessGroup, all_gather_cat, barrier, setup_process_group, \
     teardown_process_group
+from lib.interrupts import INTERRUPTED
 from lib.io import WriteError, remove_stale_temporaries
 from lib.precisions import check_precision_device
 from lib.logging import setup_logging
@@ -44,7 +45,7 @@ from spml.data.validation import validate_training_samples
 from spml.losses import DHFRObjective
 from spml.training.checkpoint import restore_training_checkpoint, save_training_checkpoint, seed_everything
 from spml.training.errors import InputError, TrainingError
-from spml.training.layout import STAGE_DIR, newest_complete_checkpoint
+from spml.training.layout import STAGE_DIR, checkpoint_paths, newest_complete_checkpoint, orphaned_state_files
 from spml.training.sampling import make_loader, training_batches
 from spml.training.settings import check_run_inputs
 from spml.training.step import Forward, make_training_state, training_step
@@ -137,6 +138,9 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
     if group.is_main and stage_dir.is_dir():
         for path in remove_stale_temporaries(stage_dir):
             logger.info("removed %s, left by an interrupted write", path)
+        for path in orphaned_state_files(stage_dir):
+            path.unlink()
+            logger.info("removed %s: its model file was never written (the run was killed mid-checkpoint)", path)
     if resume_iteration is not None and resume_iteration + 1 >= train_config.max_iteration:
         logger.info("%s already holds the last checkpoint (iteration %d): nothing to do", stage_dir, resume_iteration)
         return
@@ -180,13 +184,17 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
     reporter = StepReporter(first_iteration, train_config.max_iteration, train_config.tensorboard_step, lr_at,
                             stage_dir if group.is_main else None, INPUT_SIZE)
     batches = training_batches(loader, sampler, first_iteration, batches_per_epoch)
-    for iteration, batch in zip(reporter.iterations(), batches):
-        step = training_step(network, objective, state, batch, lr_at(iteration), train_config.grad_clamp,
-                             train_config.precision, iteration, accuracy=reporter.logs_scalars_at(iteration))
-        reporter.step(step.logged, batch, step.outputs)
-        if (iteration + 1) % train_config.snapshot_step == 0 or iteration + 1 == train_config.max_iteration:
-            reporter.flush()
-            save_training_checkpoint(stage_dir, iteration, state, group)
+    try:
+        for iteration, batch in zip(reporter.iterations(), batches):
+            step = training_step(network, objective, state, batch, lr_at(iteration), train_config.grad_clamp,
+                                 train_config.precision, iteration, accuracy=reporter.logs_scalars_at(iteration))
+            reporter.step(step.logged, batch, step.outputs)
+            if (iteration + 1) % train_config.snapshot_step == 0 or iteration + 1 == train_config.max_iteration:
+                reporter.flush()
+                save_training_checkpoint(stage_dir, iteration, state, group)
+    except BaseException:  # an error or Ctrl-C: the bar ends its line before the one-line message
+        reporter.close(report_pending=False)
+        raise
     reporter.close()
 
 
@@ -195,6 +203,15 @@ def one_line(error: BaseException) -> str:
     worker's traceback, whose last line is the original error."""
     lines = str(error).strip().splitlines()
     return lines[-1] if lines else type(error).__name__
+
+
+def resume_hint(config: Config) -> str:
+    """Where an interrupted run can go on from: its newest complete checkpoint, if any."""
+    stage_dir = Path(config.train.snapshot_dir) / STAGE_DIR
+    newest = newest_complete_checkpoint(stage_dir)
+    if newest is None:
+        return f"no checkpoint in {stage_dir} yet"
+    return f"RESUME=1 continues after iteration {newest} ({checkpoint_paths(stage_dir, newest)[0]})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="compile SFNet with torch.compile (fused kernels; the first step compiles for minutes)")
     parser.add_argument("--no-validate", action="store_true", help="skip the check of every training file")
     args = parser.parse_args(argv)
+    config = None
     try:
         group = setup_process_group(args.device)
         setup_logging(group.rank)
@@ -214,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         if not config.train.snapshot_dir:
             raise ConfigError(f"{args.config}: train.snapshot_dir is empty (write the config with the launcher)")
         train(config, group, args.resume, args.eager, validate=not args.no_validate, compiled=args.compile)
+    except KeyboardInterrupt:
+        print(f"train.py: interrupted{'' if config is None else '; ' + resume_hint(config)}", file=sys.stderr)
+        return INTERRUPTED
     except (*INPUT_ERRORS, TrainingError, WriteError) as error:
         print(f"train.py: error: {one_line(error)}", file=sys.stderr)
         return 2 if isinstance(error, INPUT_ERRORS) else 1

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from lib.distributed import ProcessGroup, barrier, gather_objects
+from lib.interrupts import deferred_interrupts
 from lib.io import atomic_torch_save
 from network import CheckpointError, load_checkpoint, read_torch_file, save_checkpoint
 from spml.training.layout import checkpoint_paths
@@ -64,20 +65,22 @@ def _to_device(tree: object, device: torch.device) -> object:
 
 
 def save_training_checkpoint(stage_dir: Path, iteration: int, state: TrainingState, group: ProcessGroup) -> None:
-    """Write ``model-<iter>.state.pth`` then ``model-<iter>.pth`` (both atomic; a collective call:
-    every process's random generators are gathered; every process holds the same memory bank)."""
+    """Write ``model-<iter>.state.pth`` then ``model-<iter>.pth`` (each atomic, and Ctrl-C waits until
+    both are written; a collective call: every process's random generators are gathered; every process
+    holds the same memory bank)."""
     rng_states = gather_objects(rng_state())
     if group.is_main:
         model_path, state_path = checkpoint_paths(stage_dir, iteration)
-        atomic_torch_save({
-            "iteration": iteration,
-            "world_size": group.world_size,
-            "optimizer": state.optimizer.state_dict(),
-            "scaler": state.scaler.state_dict() if state.scaler is not None else None,
-            "memory_bank": state.memory.state_dict(),
-            "rng": rng_states,
-        }, state_path)
-        save_checkpoint(state.model, model_path)
+        with deferred_interrupts():
+            atomic_torch_save({
+                "iteration": iteration,
+                "world_size": group.world_size,
+                "optimizer": state.optimizer.state_dict(),
+                "scaler": state.scaler.state_dict() if state.scaler is not None else None,
+                "memory_bank": state.memory.state_dict(),
+                "rng": rng_states,
+            }, state_path)
+            save_checkpoint(state.model, model_path)
         logger.info("saved %s", model_path)
     barrier()
 

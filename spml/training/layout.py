@@ -26,6 +26,7 @@ SNAPSHOT_ROOT = "snapshots"
 RESULTS_ROOT = "results"
 """Default home of test-score outputs: ``results/<run folder name>/<checkpoint>_<protocol>``."""
 _MODEL_FILE = re.compile(r"model-(\d+)\.pth")
+_STATE_FILE = re.compile(r"model-(\d+)\.state\.pth")
 
 # Parts of the release's directory name for settings this project does not have
 # (docs/method.md §4): no synchronised BatchNorm; the GPU list, which would make a run
@@ -58,6 +59,15 @@ def newest_complete_checkpoint(stage_dir: str | os.PathLike) -> int | None:
     """Iteration of the newest model file whose optimiser-state file exists (written first), or None."""
     stage_dir = Path(stage_dir)
     return max((i for i in _model_iterations(stage_dir) if checkpoint_paths(stage_dir, i)[1].is_file()), default=None)
+
+
+def orphaned_state_files(stage_dir: str | os.PathLike) -> list[Path]:
+    """``model-<iter>.state.pth`` files whose model file is missing, sorted: what a run killed between
+    the two writes of a checkpoint leaves (the state file is written first); never usable."""
+    stage_dir = Path(stage_dir)
+    matches = (_STATE_FILE.fullmatch(path.name) for path in stage_dir.glob("model-*.state.pth"))
+    iterations = sorted(int(match.group(1)) for match in matches if match)
+    return [state for model, state in (checkpoint_paths(stage_dir, i) for i in iterations) if not model.exists()]
 
 
 def newest_model_file(stage_dir: str | os.PathLike) -> Path | None:

@@ -64,10 +64,12 @@ class StepReporter:
                 self.writer.add_scalar(f"train/{name}", value, iteration)
             self.writer.add_scalar("train/lr", lr, iteration)
 
-    def close(self) -> None:
-        """Report what is pending and close the bar and the event file."""
+    def close(self, report_pending: bool = True) -> None:
+        """Report what is pending (unless the run stopped on an error or Ctrl-C: ``report_pending``
+        False) and close the bar and the event file."""
         try:
-            self.flush()
+            if report_pending:
+                self.flush()
         finally:
             self.progress.close()
             if self.writer is not None:

@@ -148,7 +148,8 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
                          device_type: str = "cpu") -> tuple[Path, bool, list[str]]:
     """Check the settings and write the run's config; return ``(config path, resume, notes)``.
 
-    A start writes ``<snapshot dir>/config_sod_emb.yaml``. ``RESUME=1`` needs a complete
+    A start writes ``<snapshot dir>/config_sod_emb.yaml`` and refuses a folder whose ``stage1``
+    holds checkpoints (a run's, or the downloaded released model). ``RESUME=1`` needs a complete
     checkpoint in ``<snapshot dir>/stage1`` and the same settings as the saved config
     (``RESUME_ALLOW_CHANGES=1`` accepts changes and rewrites the config). ``PRECISION`` other
     than fp32 needs ``device_type`` ``cuda``; unset ``JOINT_PASSES`` takes the default for
@@ -168,13 +169,17 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
     snapshot_dir = snapshot_dir_of(config, environ)
     config.train.snapshot_dir = str(snapshot_dir)
     config_path = snapshot_dir / CONFIG_NAME
+    stage_dir = snapshot_dir / STAGE_DIR
     notes = []
     try:
         check_run_inputs(config, starting=not resume)
     except InputError as error:
         raise SettingsError(str(error)) from None
+    existing = newest_model_file(stage_dir)
+    if not resume and existing is not None:
+        raise SettingsError(f"{stage_dir} already holds a run's checkpoints (newest {existing.name}), which a new "
+                            f"run would overwrite; RESUME=1 continues that run, or set SNAPSHOT_DIR to another folder")
     if resume:
-        stage_dir = snapshot_dir / STAGE_DIR
         if newest_complete_checkpoint(stage_dir) is None:
             raise SettingsError(f"RESUME=1: no complete checkpoint (model-<iter>.pth with its .state.pth) in {stage_dir}"
                                 f"; check SNAPSHOT_DIR and the settings that name the folder")
