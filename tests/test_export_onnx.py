@@ -149,7 +149,7 @@ def _npz(path: Path, **arrays: np.ndarray) -> str:
     (["--inputs", "{tmp}/absent.npz"], "error: --inputs {tmp}/absent.npz: file not found"),
     (["--inputs", "{tmp}/notes.txt"], "error: --inputs {tmp}/notes.txt: not an npz file"),
     (["--inputs", "{image_only}"], "error: --inputs {image_only}: no 'depth' array"),
-    (["--inputs", "{small}"], "error: --inputs {small}: 'image' and 'depth' must both be [N, 3, 224, 224], "
+    (["--inputs", "{small}"], "error: --inputs {small}: 'image' and 'depth' must both be [N, 3, 224, 224], N >= 1, "
                               "got [1, 3, 8, 8] and [1, 3, 8, 8]"),
     (["--threads", "0"], "error: argument --threads: expected a positive integer, got '0' (see --help)"),
     (["--tolerance", "-1"], "error: argument --tolerance: expected a number > 0, got '-1' (see --help)"),

@@ -118,8 +118,8 @@ def verification_inputs(path: Path | None) -> tuple[np.ndarray, np.ndarray, str]
     if missing:
         raise InputsError(f"--inputs {path}: no '{missing[0]}' array")
     image, depth = arrays["image"], arrays["depth"]
-    if image.ndim != 4 or image.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE) or depth.shape != image.shape:
-        raise InputsError(f"--inputs {path}: 'image' and 'depth' must both be [N, 3, {INPUT_SIZE}, {INPUT_SIZE}], "
+    if image.ndim != 4 or not len(image) or image.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE) or depth.shape != image.shape:
+        raise InputsError(f"--inputs {path}: 'image' and 'depth' must both be [N, 3, {INPUT_SIZE}, {INPUT_SIZE}], N >= 1, "
                          f"got {list(image.shape)} and {list(depth.shape)}")
     return image.astype(np.float32), depth.astype(np.float32), str(path)
 
