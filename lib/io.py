@@ -123,6 +123,17 @@ def output_folder_problem(folder: str | os.PathLike) -> str | None:
     return None if _writable(ancestor) else f"cannot be created: {ancestor} is read-only (not writable)"
 
 
+def output_file_problem(path: str | os.PathLike) -> str | None:
+    """Why the file ``path`` cannot be written into its folder, which must exist, or None;
+    checked before any work so that a bad output path fails at once. Nothing is created."""
+    path = Path(os.path.abspath(path))
+    if path.is_dir():
+        return "is a folder"
+    if not path.parent.is_dir():
+        return f"{path.parent} is not a folder" if path.parent.exists() else f"folder {path.parent} not found"
+    return None if _writable(path.parent) else f"folder {path.parent} is read-only (not writable)"
+
+
 def _writable(folder: Path) -> bool:
     """Whether this process may create files in ``folder``; a folder without the owner's write
     permission counts as read-only even for the superuser, who could write into it anyway."""

@@ -185,6 +185,49 @@ def test_a_folder_per_set_is_taken_as_it_is(repo_root: Path, shared_data_dir: Pa
     assert table["other"]["S"] is None and table["other"]["missing"] == 5
     report = (tmp_path / "out/comparison.md").read_text()
     assert "SSD / JLDCF: no folder given for SSD: all 3 maps missing" in report
+    assert f"DES / other: no folder {tmp_path / 'empty' / 'DES'}: all 5 maps missing\n" in report  # no images: no hint
+
+
+def test_a_method_folder_holding_one_sets_maps_itself_is_pointed_out(shared_data_dir: Path, des: Path,
+                                                                      tmp_path: Path, capsys) -> None:
+    """``NAME=DIR`` with DIR the shared ``DES/pred_JLDCF``: no ``DES/`` in it, so every map is missing,
+    and the problem line says how to give one set's maps."""
+    from pyscripts.benchmark.compare_methods import main
+
+    assert main(["--gt-root", str(shared_data_dir / "rgbd_samples"), "--sets", "DES", "--no-progress",
+                 "--method", f"A={des / 'pred_JLDCF'}", "--out", str(tmp_path / "out")]) == 0
+    folder = des / "pred_JLDCF"
+    line = (f"- DES / A: no folder {folder / 'DES'}: all 5 maps missing ({folder} holds 5 images itself and no "
+            f"<SET>/ folder: for one set's maps use --method A:DES={folder})")
+    assert line in (tmp_path / "out/comparison.md").read_text().splitlines() and line in capsys.readouterr().out
+    problems = json.loads((tmp_path / "out/problems.json").read_text())["DES"]["methods"]["A"]
+    assert problems["root_images"] == 5 and len(problems["missing"]) == 5
+    assert json.loads((tmp_path / "out/DES/scores.json").read_text())["A"]["missing"] == 5
+
+
+def test_images_in_a_method_folder_count_only_without_set_folders(tmp_path: Path) -> None:
+    from spml.evaluation.comparison import root_images
+
+    for name in ("a.png", "b.JPG", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "other").mkdir()
+    assert root_images(tmp_path, ["DES", "SSD"]) == 2
+    (tmp_path / "SSD").mkdir()
+    assert root_images(tmp_path, ["DES", "SSD"]) == 0
+
+
+def test_an_out_that_cannot_be_written_stops_with_one_line_before_scoring(shared_data_dir: Path, des: Path,
+                                                                           tmp_path: Path, capsys, monkeypatch) -> None:
+    from pyscripts.benchmark import compare_methods
+
+    monkeypatch.setattr(compare_methods, "compare_set", lambda *args: pytest.fail("scoring started"))
+    (tmp_path / "file").write_text("x")
+    for out, problem in ((tmp_path / "file", "exists and is not a folder"),
+                         (tmp_path / "file" / "out", f"cannot be created: {tmp_path / 'file'} is not a folder")):
+        assert compare_methods.main(["--gt-root", str(shared_data_dir / "rgbd_samples"), "--out", str(out),
+                                     "--method", f"JLDCF:DES={des / 'pred_JLDCF'}"]) == 2
+        assert capsys.readouterr().err == f"error: --out {out}: {problem}\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["file"]
 
 
 @pytest.mark.slow  # runs the tool in a subprocess

@@ -132,9 +132,10 @@ def test_the_speed_benchmark_with_compile_and_no_code_generator_stops_with_one_l
     with pytest.raises(SystemExit) as stopped:
         speed.main(arguments)
     assert stopped.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.endswith(
         "error: --compile: torch.compile on the CPU needs a C++ compiler (g++ or clang++, or set CXX): No working C++ "
-        "compiler found in torch._inductor.config.cpp.cxx: (None, 'g++') (--devices cpu)")
+        "compiler found in torch._inductor.config.cpp.cxx: (None, 'g++') (--devices cpu) (see --help)")
 
 
 @pytest.mark.slow

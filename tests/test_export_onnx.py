@@ -117,9 +117,10 @@ def tiny_tool(monkeypatch) -> None:
     monkeypatch.setattr(tool, "load_model", lambda checkpoint, device: TinyNetwork().eval())
 
 
-def test_tool_writes_a_verified_file_and_its_report(tiny_tool, tmp_path: Path) -> None:
+def test_tool_writes_a_verified_file_and_its_report(tiny_tool, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(tool, "DEFAULT_INPUTS", tmp_path / "absent.npz")  # no --inputs and no fixture: random inputs
     args = ["--checkpoint", "unused.pth", "--out", str(tmp_path / "tiny.onnx"), "--batch", "2", "--opset", "13",
-            "--inputs", str(tmp_path / "absent.npz"), "--timing-runs", "2", "--report", str(tmp_path / "report.json")]
+            "--timing-runs", "2", "--report", str(tmp_path / "report.json")]
     assert tool.main(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["batch"] == 2 and report["outputs"] == ["div1"] and "seeded random inputs" in report["inputs"]
@@ -129,12 +130,52 @@ def test_tool_writes_a_verified_file_and_its_report(tiny_tool, tmp_path: Path) -
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_failed_verification_exits_1_and_writes_nothing(tiny_tool, tmp_path: Path, capsys) -> None:
-    args = ["--checkpoint", "unused.pth", "--out", str(tmp_path / "tiny.onnx"), "--tolerance", "-1",
-            "--inputs", str(tmp_path / "absent.npz"), "--timing-runs", "0"]
+def test_failed_verification_exits_1_and_writes_nothing(tiny_tool, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(tool, "max_differences", lambda session, model, batches, names: {"div1": 1.0})
+    args = ["--checkpoint", "unused.pth", "--out", str(tmp_path / "tiny.onnx"), "--timing-runs", "0",
+            "--report", str(tmp_path / "report.json")]
     assert tool.main(args) == 1
-    assert "differs from PyTorch by more than -1 (div1)" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: onnxruntime differs from PyTorch by more than 0.0001 (div1); " \
+                                      f"{tmp_path / 'tiny.onnx'} not written\n"
     assert not list(tmp_path.iterdir())
+
+
+def _npz(path: Path, **arrays: np.ndarray) -> str:
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--inputs", "{tmp}/absent.npz"], "error: --inputs {tmp}/absent.npz: file not found"),
+    (["--inputs", "{tmp}/notes.txt"], "error: --inputs {tmp}/notes.txt: not an npz file"),
+    (["--inputs", "{image_only}"], "error: --inputs {image_only}: no 'depth' array"),
+    (["--inputs", "{small}"], "error: --inputs {small}: 'image' and 'depth' must both be [N, 3, 224, 224], N >= 1, "
+                              "got [1, 3, 8, 8] and [1, 3, 8, 8]"),
+    (["--threads", "0"], "error: argument --threads: expected a positive integer, got '0' (see --help)"),
+    (["--tolerance", "-1"], "error: argument --tolerance: expected a number > 0, got '-1' (see --help)"),
+    (["--tolerance", "nan"], "error: argument --tolerance: expected a number > 0, got 'nan' (see --help)"),
+    (["--timing-runs", "-2"], "error: argument --timing-runs: expected an integer >= 0, got '-2' (see --help)"),
+    (["--out", "{tmp}"], "error: argument --out: {tmp}: is a folder (see --help)"),
+    (["--out", "{tmp}/notes.txt/x.onnx"], "error: argument --out: {tmp}/notes.txt/x.onnx: {tmp}/notes.txt is not a folder (see --help)"),
+    (["--report", "{tmp}/notes.txt/r.json"], "error: argument --report: {tmp}/notes.txt/r.json: {tmp}/notes.txt is not a folder (see --help)"),
+    (["--report", "{tmp}/x.onnx"], "error: --report {tmp}/x.onnx: the same file as --out (see --help)"),
+])
+def test_bad_arguments_and_inputs_stop_with_one_line_before_anything_is_loaded_or_written(
+        tmp_path: Path, monkeypatch, capsys, args: list[str], message: str) -> None:
+    monkeypatch.setattr(tool, "load_model", lambda checkpoint, device: pytest.fail("the model was loaded"))
+    (tmp_path / "notes.txt").write_text("not an npz file\n")
+    names = {"tmp": tmp_path, "image_only": _npz(tmp_path / "image_only.npz", image=np.zeros((1, 3, 224, 224))),
+             "small": _npz(tmp_path / "small.npz", image=np.zeros((1, 3, 8, 8)), depth=np.zeros((1, 3, 8, 8)))}
+    before = sorted(tmp_path.iterdir())
+    args = ["--checkpoint", "unused.pth", "--out", str(tmp_path / "x.onnx"), *(arg.format(**names) for arg in args)]
+    try:
+        status = tool.main(args)
+    except SystemExit as stopped:  # an argument the parser rejects
+        status = stopped.code
+    assert status == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.endswith(message.format(**names)), line
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_verification_batches_cover_batch_sizes_one_and_two_or_the_fixed_size() -> None:

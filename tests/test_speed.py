@@ -69,6 +69,24 @@ def test_per_step_figures_divide_by_the_steps():
                     "share_pct": 100.0}]
 
 
+def _refuse_work(monkeypatch) -> None:
+    def refuse(args):
+        raise AssertionError("work started")
+
+    for name in ("run_objective", "run_profile", "run_train", "run_eval", "run_loader", "run_all"):
+        monkeypatch.setattr(speed, name, refuse)
+
+
+def _one_line_error(arguments: list[str], capsys) -> str:
+    """The one stderr line of ``speed.main(arguments)``, which must stop with status 2."""
+    with pytest.raises(SystemExit) as stopped:
+        speed.main(arguments)
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["profile", "--devices", "cpu", "--precision", "bf16"], "--precision bf16: needs a CUDA device (the CPU runs fp32) (--devices cpu)"),
     (["train", "--devices", "tpu"], "--devices tpu: not a device (cpu, cuda or cuda:N)"),
@@ -76,12 +94,88 @@ def test_per_step_figures_divide_by_the_steps():
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")),
 ])
 def test_bad_devices_and_precisions_stop_with_one_line_before_any_work(arguments, message, capsys, monkeypatch):
-    def refuse(args):
-        raise AssertionError("work started")
+    _refuse_work(monkeypatch)
+    assert _one_line_error(arguments, capsys).endswith(f": error: {message} (see --help)")
 
-    monkeypatch.setattr(speed, "run_profile", refuse)
-    monkeypatch.setattr(speed, "run_train", refuse)
-    with pytest.raises(SystemExit) as stopped:
-        speed.main(arguments)
-    assert stopped.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f": error: {message}")
+
+@pytest.mark.parametrize("arguments, message", [
+    (["train", "--batch-size", "0"], "train: error: argument --batch-size: expected a positive integer, got '0'"),
+    (["train", "--steps", "0"], "train: error: argument --steps: expected a positive integer, got '0'"),
+    (["all", "--steps", "-1"], "all: error: argument --steps: expected a positive integer, got '-1'"),
+    (["eval", "--repeats", "0"], "eval: error: argument --repeats: expected a positive integer, got '0'"),
+    (["eval", "--eval-batch-sizes", "1", "0"], "eval: error: argument --eval-batch-sizes: expected a positive integer, got '0'"),
+    (["objective", "--batch-sizes", "x"], "objective: error: argument --batch-sizes: expected a positive integer, got 'x'"),
+    (["profile", "--top", "0"], "profile: error: argument --top: expected a positive integer, got '0'"),
+    (["loader", "--workers", "0", "-1"], "loader: error: argument --workers: expected an integer >= 0, got '-1'"),
+    (["loader", "--loader-batches", "0"], "loader: error: argument --loader-batches: expected a positive integer, got '0'"),
+    (["loader", "--devices", "cpu"], "error: unrecognized arguments: --devices cpu"),
+    (["train", "--workers", "1"], "error: unrecognized arguments: --workers 1"),
+])
+def test_bad_numbers_and_options_of_other_subcommands_stop_with_one_line(arguments, message, capsys, monkeypatch):
+    _refuse_work(monkeypatch)
+    assert _one_line_error(arguments, capsys).endswith(f"{message} (see --help)")
+
+
+def _training_files(root, stems: list[str]) -> None:
+    """Empty files of complete training samples (what the scan pairs; not images to load)."""
+    for folder, suffix in (("RGB_Train", ".jpg"), ("Depth_Train", ".bmp"), ("scribble_tip", ".png"), ("hed", ".jpg"),
+                           ("contours_sum", ".png")):
+        (root / "sod" / folder).mkdir(parents=True, exist_ok=True)
+        for stem in stems:
+            (root / "sod" / folder / f"{stem}{suffix}").touch()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["loader", "--data-root", "{tmp}/absent"], "--data-root {tmp}/absent: folder not found"),
+    (["all", "--data-root", "{tmp}/file"], "--data-root {tmp}/file: not a folder"),
+    (["loader", "--data-root", "{tmp}"], "--data-root {tmp}: missing data folder: {tmp}/sod/RGB_Train"),
+    (["all", "--data-root", "{tmp}/two", "--batch-size", "3"],
+     "--data-root {tmp}/two: 2 training samples make no batch of --batch-size 3"),
+    (["loader", "--batch-size", "65"],
+     "--batch-size 65: the synthetic dataset of the loader benchmark has 64 samples; give a --data-root with more"),
+    (["train", "--json", "{tmp}/file/speed.json"], "argument --json: {tmp}/file/speed.json: {tmp}/file is not a folder"),
+    (["loader", "--json", "{tmp}/absent/speed.json"], "argument --json: {tmp}/absent/speed.json: folder {tmp}/absent not found"),
+    (["eval", "--json", "{tmp}/two"], "argument --json: {tmp}/two: is a folder"),
+    (["profile", "--trace", "{tmp}/file"], "--trace {tmp}/file: exists and is not a folder"),
+])
+def test_bad_data_roots_and_output_paths_stop_with_one_line_before_any_work(arguments, message, tmp_path, capsys,
+                                                                            monkeypatch):
+    _refuse_work(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    _training_files(tmp_path / "two", ["a", "b"])
+    before = sorted(tmp_path.rglob("*"))
+    line = _one_line_error([argument.format(tmp=tmp_path) for argument in arguments], capsys)
+    assert line.endswith(f"error: {message.format(tmp=tmp_path)} (see --help)")
+    assert sorted(tmp_path.rglob("*")) == before, "nothing written"
+
+
+def test_a_data_root_with_enough_samples_is_scanned_once_for_the_loader(tmp_path, monkeypatch):
+    _training_files(tmp_path, ["a", "b"])
+    calls = []
+
+    def time_loader(*args) -> list[dict]:
+        calls.append(args)
+        return []
+
+    monkeypatch.setattr(speed, "time_loader", time_loader)
+    speed.main(["loader", "--data-root", str(tmp_path), "--batch-size", "2", "--workers", "0", "3"])
+    [(data_root, workers, batch_size, batches, samples)] = calls
+    assert (data_root, workers, batch_size, batches) == (tmp_path, [0, 3], 2, 20)
+    assert [sample.rgb.name for sample in samples] == ["a.jpg", "b.jpg"]
+
+
+def test_each_subcommand_lists_only_its_options_and_the_help_is_plain_text(capsys):
+    options = {}
+    for command in ("objective", "profile", "train", "eval", "loader", "all"):
+        with pytest.raises(SystemExit):
+            speed.main([command, "--help"])
+        options[command] = {word.strip("[],") for word in capsys.readouterr().out.split() if word.startswith(("--", "[--"))}
+    assert options["train"] == {"--help", "--devices", "--batch-size", "--precisions", "--steps", "--eager", "--passes",
+                                "--compile", "--json"}
+    assert options["eval"] == {"--help", "--devices", "--repeats", "--precisions", "--eval-batch-sizes", "--json"}
+    assert options["loader"] == {"--help", "--batch-size", "--workers", "--loader-batches", "--data-root", "--json"}
+    assert options["all"] == options["train"] | options["eval"] | options["loader"]
+    assert "--repeats" in options["objective"] and "--top" in options["profile"] and "--workers" not in options["profile"]
+    with pytest.raises(SystemExit):
+        speed.main(["--help"])
+    assert "``" not in capsys.readouterr().out

@@ -17,7 +17,10 @@ the ground truth's resolution with the test score's metrics (pysodmetrics). Writ
         [--sets SET ...] [--per-image] --out DIR
 
 Exit status 2 with one line on stderr for unusable arguments (bad ``--method``, missing folder,
-unknown set); problems with individual files are reported, not fatal.
+unknown set, an ``--out`` that cannot be written), found before anything is scored; problems
+with individual files are reported, not fatal (a ``NAME=DIR`` folder holding one set's maps
+itself, with no ``<SET>/`` folder, is pointed out with the ``NAME:SET=DIR`` to use). Exit status
+1 when writing fails midway; an ``--out`` this run created is then removed.
 """
 from __future__ import annotations
 
@@ -27,12 +30,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import argparse
 import json
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from lib.io import atomic_write_text
+from lib.cli import USAGE_ERROR, ArgumentParser
+from lib.io import WriteError, atomic_write_text, output_folder_problem
 from spml.data.errors import DataError
 from spml.evaluation.comparison import (
     TABLE_COLUMNS,
@@ -42,6 +47,7 @@ from spml.evaluation.comparison import (
     ground_truth_files,
     ground_truth_sets,
     problem_lines,
+    root_images,
 )
 from spml.evaluation.plots import plot_f_threshold_curves, plot_pr_curves
 from spml.evaluation.scores import FIELD
@@ -98,15 +104,8 @@ def method_folders(specs: list[str], gt_sets: dict[str, Path]) -> dict[str, Meth
     return methods
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one ``error: ...`` line and exit status 2 (no usage block)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message}\n")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gt-root", required=True, type=Path, help="holds <SET>/GT/ (or sod/Test/<SET>/GT/)")
     parser.add_argument("--method", action="append", required=True, metavar="NAME[:SET]=DIR",
                         help="a method's maps: DIR/<SET>/<stem>.png, or with :SET DIR/<stem>.png "
@@ -147,15 +146,20 @@ def summary(results: list[SetResult]) -> str:
 
 
 def run(args: argparse.Namespace) -> list[SetResult]:
+    problem = output_folder_problem(args.out)
+    if problem is not None:
+        raise UsageError(f"--out {args.out}: {problem}")
     sets = ground_truth_sets(args.gt_root, args.sets)
-    methods = method_folders(args.method, ground_truth_sets(args.gt_root))
+    all_sets = ground_truth_sets(args.gt_root)
+    methods = method_folders(args.method, all_sets)
+    images_in_roots = {method: root_images(folders.root, all_sets) for method, folders in methods.items() if folders.root}
     total = sum(len(ground_truth_files(gt_dir)) for gt_dir in sets.values())
     results = []
     with tqdm(total=total, unit="img", disable=args.no_progress or None) as progress:
         for name, gt_dir in sets.items():
             progress.set_description(name)
             set_dirs = {method: folders.set_dir(name) for method, folders in methods.items()}
-            result = compare_set(name, gt_dir, set_dirs, args.per_image, progress.update)
+            result = compare_set(name, gt_dir, set_dirs, args.per_image, progress.update, images_in_roots)
             write_set_outputs(result, args.out, args.per_image)
             results.append(result)
     return results
@@ -163,15 +167,21 @@ def run(args: argparse.Namespace) -> list[SetResult]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    created = not args.out.exists()
     try:
         results = run(args)
+        text = summary(results)
+        atomic_write_text(text, args.out / "comparison.md")
+        problems = {result.name: result.problems() for result in results}
+        atomic_write_text(json.dumps(problems, indent=2) + "\n", args.out / "problems.json")
     except (UsageError, ComparisonError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    text = summary(results)
-    atomic_write_text(text, args.out / "comparison.md")
-    problems = {result.name: result.problems() for result in results}
-    atomic_write_text(json.dumps(problems, indent=2) + "\n", args.out / "problems.json")
+        return USAGE_ERROR
+    except WriteError as error:  # --out was checked up front: a full disk, say
+        if created:  # leave no partial results behind
+            shutil.rmtree(args.out, ignore_errors=True)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print("\n" + text)
     print(f"tables, curves and reports: {args.out} (comparison.md, problems.json, <SET>/scores.*)")
     return 0

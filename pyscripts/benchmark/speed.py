@@ -1,36 +1,42 @@
 """Speed benchmarks. Subcommands:
 
-``objective``  forward+backward of :class:`spml.losses.DHFRObjective` (docs/method.md §2) on synthetic
-               224×224 batches, against a straightforward formulation that clusters and scores
-               each image in its own Python iteration (kept here only for the comparison).
+objective  forward+backward of spml.losses.DHFRObjective (docs/method.md §2) on synthetic
+           224×224 batches, against a straightforward formulation that clusters and scores
+           each image in its own Python iteration (kept here only for the comparison).
 
-``train``      the training step (``spml.training.step``, the step the training loop runs, release
-               settings, full memory bank): each phase timed with a device synchronisation
-               between phases, steps/s without synchronisation, host-sync points of one step
-               (``lib.profiling``) and peak memory; eager float32, and on CUDA also the CUDA-graph
-               replay in each ``--precisions``; each for the training forward's two passes
-               run one after the other or as one batch (``--passes separate joint``), and with
-               SFNet eager or compiled by ``torch.compile`` (``--compile off on``; the row's
-               ``setup_s`` includes the compilation).
+train      the training step (spml.training.step, the step the training loop runs, release
+           settings, full memory bank): each phase timed with a device synchronisation
+           between phases, steps/s without synchronisation, host-sync points of one step
+           (lib.profiling) and peak memory; eager float32, and on CUDA also the CUDA-graph
+           replay in each --precisions; each for the training forward's two passes run one
+           after the other or as one batch (--passes separate joint), and with SFNet eager
+           or compiled by torch.compile (--compile off on; the row's setup_s includes the
+           compilation).
 
-``profile``    where an eager training step's time goes (``torch.profiler``, CPU and CUDA activity):
-               device time and kernel launches (CPU: self CPU time and ops) per phase, and the
-               ``--top`` kernels (CPU: ops) by device time with the op that launched each;
-               ``--trace DIR`` also writes a Chrome trace; ``--compile`` profiles the compiled step.
+profile    where an eager training step's time goes (torch.profiler, CPU and CUDA activity):
+           device time and kernel launches (CPU: self CPU time and ops) per phase, and the
+           --top kernels (CPU: ops) by device time with the op that launched each;
+           --trace DIR also writes a Chrome trace; --compile profiles the compiled step.
 
-``eval``       the eval forward at batch 1/8/32: eager float32 and, on CUDA, the graph replay
-               (``network.cuda_graphs.GraphedEval``) in each ``--precisions``.
+eval       the eval forward at batch 1/8/32: eager float32 and, on CUDA, the graph replay
+           (network.cuda_graphs.GraphedEval) in each --precisions.
 
-``loader``     augmented training samples per second for each DataLoader worker count.
+loader     augmented training samples per second for each DataLoader worker count, on the
+           training files of --data-root or of a synthetic dataset in a temporary folder.
 
-``all``        train, eval and loader, one table each; ``--json`` writes every row.
+all        train, eval and loader, one table each; --json writes every row.
 
-Examples: ``python pyscripts/benchmark/speed.py all --devices cuda --json speed.json``,
-``python pyscripts/benchmark/speed.py train --devices cpu --batch-size 2 --steps 3``,
-``python pyscripts/benchmark/speed.py train --devices cuda --precisions fp32 tf32 --passes separate joint``,
-``python pyscripts/benchmark/speed.py train --devices cuda --precisions fp32 --passes joint --compile off on``,
-``python pyscripts/benchmark/speed.py profile --devices cuda --json profile.json --trace trace``,
-``python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3``
+Each subcommand takes only its own options (speed.py SUBCOMMAND --help lists them). A bad
+option, a --data-root without training samples or a --json file that cannot be written stops
+with one line and exit status 2 before anything is timed.
+
+Examples:
+  python pyscripts/benchmark/speed.py all --devices cuda --json speed.json
+  python pyscripts/benchmark/speed.py train --devices cpu --batch-size 2 --steps 3
+  python pyscripts/benchmark/speed.py train --devices cuda --precisions fp32 tf32 --passes separate joint
+  python pyscripts/benchmark/speed.py train --devices cuda --precisions fp32 --passes joint --compile off on
+  python pyscripts/benchmark/speed.py profile --devices cuda --json profile.json --trace trace
+  python pyscripts/benchmark/speed.py objective --batch-sizes 4 16 --repeats 3
 """
 from __future__ import annotations
 
@@ -56,8 +62,9 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 from tqdm import tqdm
 
+from lib.cli import ArgumentParser, non_negative_int, output_file, positive_int
 from lib.distributed import ProcessGroup
-from lib.io import atomic_write_text
+from lib.io import WriteError, atomic_write_text, output_folder_problem
 from lib.precisions import check_precision_device
 from lib.profiling import count_cuda_syncs, count_host_syncs
 from network import build_model
@@ -72,7 +79,8 @@ from spml.losses.objective import saliency_losses
 from spml.losses.parted_ce import SIDE_WEIGHTS
 from spml.losses.prototype_accuracy import prototype_accuracy
 from spml.losses.segsort import segsort_loss
-from spml.data.lists import ensure_train_list
+from spml.data.errors import DataError
+from spml.data.lists import TrainSample, scan_train_samples, write_train_list
 from spml.training.reporting import StepReporter
 from spml.training.sampling import make_loader, training_batches
 from spml.training.step import (PHASES, Forward, LoggedValues, TrainingState, backward, batch_to_device,
@@ -478,22 +486,25 @@ def time_eval(device: torch.device, batch_sizes: list[int], precisions: list[str
     return rows
 
 
-def time_loader(data_root: Path | None, workers: list[int], batch_size: int, batches: int) -> list[dict]:
+def time_loader(data_root: Path | None, workers: list[int], batch_size: int, batches: int,
+                samples: list[TrainSample] | None = None) -> list[dict]:
     """Augmented training samples per second: one sample at a time in this process (one worker's
     rate), then the training DataLoader (``spml.training.sampling.make_loader``) per worker count.
 
-    Without ``data_root`` a synthetic dataset is written to a temporary folder.
+    The training samples of ``data_root`` (``samples``, if already scanned by
+    :func:`loader_samples`); without ``data_root`` a synthetic dataset is written to a temporary folder.
     """
     with tempfile.TemporaryDirectory() as scratch:
         if data_root is None:
-            data_root = Path(scratch)
+            data_root = Path(scratch) / "data"
             subprocess.run([sys.executable, str(REPO_ROOT / "pyscripts/tools/make_synthetic_data.py"), "--root",
                             str(data_root), "--num-train", str(SYNTHETIC_TRAIN_SAMPLES), "--num-test", "1"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         config = default_config()
         config.dataset.data_dir = str(data_root)
         config.train.batch_size = batch_size
-        list_path = ensure_train_list(data_root, Path(scratch) / "train.txt")
+        list_path = Path(scratch) / "train.txt"
+        write_train_list(scan_train_samples(data_root) if samples is None else samples, list_path, data_root)
         group = ProcessGroup(rank=0, world_size=1, device=torch.device("cpu"))
         rows = []
         for count in tqdm(workers, desc="loader", unit="worker count"):
@@ -569,7 +580,7 @@ def run_eval(args: argparse.Namespace) -> dict:
 
 
 def run_loader(args: argparse.Namespace) -> dict:
-    rows = time_loader(args.data_root, args.workers, args.batch_size, args.loader_batches)
+    rows = time_loader(args.data_root, args.workers, args.batch_size, args.loader_batches, args.train_samples)
     print(_table(rows, ["workers", "samples_per_s"]))
     return {"loader": rows}
 
@@ -592,21 +603,50 @@ def run_objective(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--devices", nargs="+", default=_default_devices(), help="default: cpu, and cuda when present")
-    common.add_argument("--repeats", type=int, default=10, help="timed runs per eval case (after one warm-up)")
-    common.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    """The subcommands, each with only the options it uses: small parent parsers of the options
+    some share (each option's help names the part of ``all`` that uses it)."""
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    output, devices, batch, repeats, precisions, train, evaluation, loader = (
+        argparse.ArgumentParser(add_help=False) for _ in range(8))
+    output.add_argument("--json", type=output_file, default=None, metavar="FILE",
+                        help="also write the results to FILE (in an existing folder)")
+    devices.add_argument("--devices", nargs="+", default=_default_devices(), help="default: cpu, and cuda when present")
+    batch.add_argument("--batch-size", type=positive_int, default=4, help="training batch (default 4)")
+    repeats.add_argument("--repeats", type=positive_int, default=10,
+                         help="eval: timed runs per batch size, after one warm-up (default 10)")
+    precisions.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
+                            help="train, eval: graph-replay precisions timed on CUDA")
+    train.add_argument("--steps", type=positive_int, default=20, help="train: timed training steps per mode (default 20)")
+    train.add_argument("--eager", action="store_true", help="train: skip the CUDA-graph mode")
+    train.add_argument("--passes", nargs="+", default=None, choices=PASSES,
+                       help="train: the forward's two passes as two calls and/or one batch (JOINT_PASSES=1); "
+                            "default: as training runs them on each device")
+    train.add_argument("--compile", nargs="+", default=[_compile_label(False)], choices=COMPILE_CHOICES,
+                       help="train: SFNet eager and/or compiled by torch.compile (COMPILE=1; compiling takes minutes)")
+    evaluation.add_argument("--eval-batch-sizes", type=positive_int, nargs="+", default=[1, 8, 32],
+                            help="eval: batch sizes timed (default 1 8 32)")
+    loader.add_argument("--workers", type=non_negative_int, nargs="+", default=[0, 1, 2],
+                        help="loader: DataLoader worker counts (default 0 1 2)")
+    loader.add_argument("--loader-batches", type=positive_int, default=20,
+                        help="loader: batches timed per worker count (default 20)")
+    loader.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                        help="loader: a data root in the release layout, its training files scanned "
+                             "(default: a synthetic dataset in a temporary folder)")
+
     subcommands = parser.add_subparsers(dest="command", required=True)
-    objective = subcommands.add_parser("objective", parents=[common],
+    objective = subcommands.add_parser("objective", parents=[devices, output],
                                        help="forward+backward of DHFRObjective, batched vs per-image loop")
-    objective.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 16])
-    objective.set_defaults(run=run_objective, repeats=3)
+    objective.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[4, 16], help="default 4 16")
+    objective.add_argument("--repeats", type=positive_int, default=3,
+                           help="timed runs per case, after one warm-up (default 3)")
+    objective.set_defaults(run=run_objective)
     profile_command = subcommands.add_parser(
-        "profile", parents=[common], help="eager training step under torch.profiler: time per phase, top kernels (ops on CPU)")
-    profile_command.add_argument("--batch-size", type=int, default=4, help="training batch")
-    profile_command.add_argument("--steps", type=int, default=3, help="profiled training steps (after the warm-up)")
-    profile_command.add_argument("--top", type=int, default=25, help="kernels (ops on CPU) listed, most device time first")
+        "profile", parents=[devices, batch, output],
+        help="eager training step under torch.profiler: time per phase, top kernels (ops on CPU)")
+    profile_command.add_argument("--steps", type=positive_int, default=3,
+                                 help="profiled training steps, after the warm-up (default 3)")
+    profile_command.add_argument("--top", type=positive_int, default=25,
+                                 help="kernels (ops on CPU) listed, most device time first (default 25)")
     profile_command.add_argument("--trace", type=Path, default=None, metavar="DIR", help="also write a Chrome trace to DIR")
     profile_command.add_argument("--precision", default="fp32", choices=PRECISIONS, help="training precision (CUDA only)")
     profile_command.add_argument("--passes", default=None, choices=PASSES,
@@ -614,29 +654,16 @@ def build_parser() -> argparse.ArgumentParser:
                                       "default: as training runs them on the device")
     profile_command.add_argument("--compile", action="store_true", help="profile the step with SFNet compiled (COMPILE=1)")
     profile_command.set_defaults(run=run_profile)
-    for name, run, description in (
-        ("train", run_train, "training step: phases, steps/s, host syncs, peak memory (eager and CUDA graph)"),
-        ("eval", run_eval, "eval forward: eager and, on CUDA, the graph replay per precision"),
-        ("loader", run_loader, "augmented training samples per second per DataLoader worker count"),
-        ("all", run_all, "train, eval and loader"),
+    for name, run, description, parents in (
+        ("train", run_train, "training step: phases, steps/s, host syncs, peak memory (eager and CUDA graph)",
+         [devices, batch, precisions, train]),
+        ("eval", run_eval, "eval forward: eager and, on CUDA, the graph replay per precision",
+         [devices, repeats, precisions, evaluation]),
+        ("loader", run_loader, "augmented training samples per second per DataLoader worker count (CPU)",
+         [batch, loader]),
+        ("all", run_all, "train, eval and loader", [devices, batch, repeats, precisions, train, evaluation, loader]),
     ):
-        command = subcommands.add_parser(name, parents=[common], help=description)
-        command.add_argument("--batch-size", type=int, default=4, help="training batch (train, loader)")
-        command.add_argument("--steps", type=int, default=20, help="timed training steps per mode")
-        command.add_argument("--eager", action="store_true", help="train: skip the CUDA-graph mode")
-        command.add_argument("--eval-batch-sizes", type=int, nargs="+", default=[1, 8, 32])
-        command.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS,
-                             help="train, eval: graph-replay precisions timed on CUDA")
-        command.add_argument("--passes", nargs="+", default=None, choices=PASSES,
-                             help="train: the forward's two passes as two calls and/or one batch (JOINT_PASSES=1); "
-                                  "default: as training runs them on each device")
-        command.add_argument("--compile", nargs="+", default=[_compile_label(False)], choices=COMPILE_CHOICES,
-                             help="train: SFNet eager and/or compiled by torch.compile (COMPILE=1; compiling takes minutes)")
-        command.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader: worker counts")
-        command.add_argument("--loader-batches", type=int, default=20, help="loader: batches timed per worker count")
-        command.add_argument("--data-root", type=Path, default=None,
-                             help="loader: a data root with lists/train.txt or the release layout (default: synthetic)")
-        command.set_defaults(run=run)
+        subcommands.add_parser(name, parents=[*parents, output], help=description).set_defaults(run=run)
     return parser
 
 
@@ -646,11 +673,32 @@ def _compiles(args: argparse.Namespace) -> bool:
     return choice if isinstance(choice, bool) else _compile_label(True) in choice
 
 
+def loader_samples(parser: argparse.ArgumentParser, data_root: Path | None, batch_size: int) -> list[TrainSample] | None:
+    """The training samples of ``--data-root`` (scanned here, once), or None for the synthetic dataset;
+    stops with one line on a data root that is not a folder or holds less than one ``--batch-size`` batch."""
+    if data_root is None:
+        if batch_size > SYNTHETIC_TRAIN_SAMPLES:
+            parser.error(f"--batch-size {batch_size}: the synthetic dataset of the loader benchmark has "
+                         f"{SYNTHETIC_TRAIN_SAMPLES} samples; give a --data-root with more")
+        return None
+    if not data_root.is_dir():
+        parser.error(f"--data-root {data_root}: {'not a folder' if data_root.exists() else 'folder not found'}")
+    try:
+        samples = scan_train_samples(data_root)
+    except DataError as error:
+        parser.error(f"--data-root {data_root}: {error}")
+    if len(samples) < batch_size:
+        parser.error(f"--data-root {data_root}: {len(samples)} training samples make no batch of --batch-size {batch_size}")
+    return samples
+
+
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop with one line (exit status 2), before anything is built, on a device this machine does not
-    have, on ``profile --precision`` other than fp32 off CUDA (training precisions need a GPU) and on
-    ``--compile`` where Inductor lacks its code generator."""
-    for name in args.devices:
+    have, on ``profile --precision`` other than fp32 off CUDA (training precisions need a GPU), on
+    ``--compile`` where Inductor lacks its code generator, on a ``--trace`` folder that cannot be
+    written and on the loader's data (:func:`loader_samples`, kept as ``args.train_samples``).
+    Numbers and the ``--json`` file are checked by the parser's types."""
+    for name in getattr(args, "devices", []):
         try:
             device = torch.device(name)
         except RuntimeError:
@@ -669,6 +717,10 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             check_precision_device(precision, device.type, f"--precision {precision}")
         except ValueError as error:
             parser.error(f"{error} (--devices {name})")
+    if getattr(args, "trace", None) is not None and (problem := output_folder_problem(args.trace)) is not None:
+        parser.error(f"--trace {args.trace}: {problem}")
+    if hasattr(args, "workers"):  # loader, all
+        args.train_samples = loader_samples(parser, args.data_root, args.batch_size)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -677,7 +729,10 @@ def main(argv: list[str] | None = None) -> None:
     check_arguments(parser, args)
     results = args.run(args)
     if args.json:
-        atomic_write_text(json.dumps(results, indent=2) + "\n", args.json)
+        try:
+            atomic_write_text(json.dumps(results, indent=2) + "\n", args.json)
+        except WriteError as error:  # checked up front; a full disk or a folder removed meanwhile
+            parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -8,17 +8,19 @@ saliency map ``div1`` (``[B, 1, 224, 224]`` probabilities), plus the 64-d ``embe
 window attention with its shift and saliency masks and the cross padding into plain ONNX ops
 (the torch.export-based exporter stops on the batch dimension of this network).
 
-Verification: onnxruntime (CPU) and PyTorch (CPU, float32) run the same inputs: the forward
-fixture's two samples (``--inputs``, default ``../shared/reference/forward_eval.npz``; seeded
-random inputs of the same shape when that file is absent), in batches of 1 and 2 for a dynamic
-graph, in one batch of N for a fixed one. The largest |difference| of each output is printed;
-above ``--tolerance`` (1e-4) the file is not written and the exit status is 1. Then both
-runtimes are timed at batch 1 (batch N for a fixed N), median of ``--timing-runs`` runs.
+Verification: onnxruntime (CPU) and PyTorch (CPU, float32) run the same inputs: ``image`` and
+``depth`` of the npz file ``--inputs`` (without it, the forward fixture's two samples,
+``../shared/reference/forward_eval.npz``, or seeded random inputs of the same shape when that
+file is absent), in batches of 1 and 2 for a dynamic graph, in one batch of N for a fixed one.
+The largest |difference| of each output is printed; above ``--tolerance`` (1e-4) the file is
+not written and the exit status is 1. Then both runtimes are timed at batch 1 (batch N for a
+fixed N), median of ``--timing-runs`` runs.
 
     python pyscripts/tools/export_onnx.py --checkpoint CKPT --out model.onnx \
         [--batch dynamic|N] [--opset N] [--embedding] [--report report.json]
 
-Exit status: 0 verified and written, 1 verification failed, 2 unusable arguments (one line).
+Exit status: 0 verified and written, 1 verification failed (or a write failed), 2 unusable
+arguments or inputs, found before anything is exported or written (one line).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import os
 import statistics
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,7 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lib.io import atomic_path, atomic_write_text
+from lib.cli import USAGE_ERROR, ArgumentParser, non_negative_int, output_file, positive_float, positive_int
+from lib.io import WriteError, atomic_path, atomic_write_text
 from network import CheckpointError
 from network.sfnet import INPUT_SIZE
 from spml.evaluation.inference import load_model
@@ -89,16 +93,47 @@ def export_onnx(model: nn.Module, path: Path, batch: int | None, opset: int, emb
         )
 
 
-def verification_inputs(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """(image, depth) float32 ``[2, 3, 224, 224]`` from the forward fixture, or seeded random inputs."""
-    if path.is_file():
-        with np.load(path) as data:
-            return data["image"].astype(np.float32), data["depth"].astype(np.float32), str(path)
-    generator = np.random.default_rng(0)
-    shape = (2, 3, INPUT_SIZE, INPUT_SIZE)
-    image = generator.standard_normal(shape).astype(np.float32)
-    depth = generator.random(shape).astype(np.float32)
-    return image, depth, f"seeded random inputs ({path} not found)"
+class InputsError(ValueError):
+    """``--inputs`` is not an npz file with usable ``image`` and ``depth`` arrays; the message names it."""
+
+
+def verification_inputs(path: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(image, depth) float32 ``[N, 3, 224, 224]`` and where they come from: the npz file ``path``
+    (``--inputs``); without it the forward fixture, or seeded random inputs of its shape when
+    the fixture is absent. Raises :class:`InputsError` when the file is not such an npz file."""
+    if path is None:
+        if not DEFAULT_INPUTS.is_file():
+            generator = np.random.default_rng(0)
+            shape = (2, 3, INPUT_SIZE, INPUT_SIZE)
+            image = generator.standard_normal(shape).astype(np.float32)
+            depth = generator.random(shape).astype(np.float32)
+            return image, depth, f"seeded random inputs ({DEFAULT_INPUTS} not found)"
+        path = DEFAULT_INPUTS
+    if not path.is_file():
+        raise InputsError(f"--inputs {path}: file not found")
+    arrays = _npz_inputs(path)
+    if arrays is None:
+        raise InputsError(f"--inputs {path}: not an npz file")
+    missing = [name for name in INPUT_NAMES if name not in arrays]
+    if missing:
+        raise InputsError(f"--inputs {path}: no '{missing[0]}' array")
+    image, depth = arrays["image"], arrays["depth"]
+    if image.ndim != 4 or not len(image) or image.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE) or depth.shape != image.shape:
+        raise InputsError(f"--inputs {path}: 'image' and 'depth' must both be [N, 3, {INPUT_SIZE}, {INPUT_SIZE}], N >= 1, "
+                         f"got {list(image.shape)} and {list(depth.shape)}")
+    return image.astype(np.float32), depth.astype(np.float32), str(path)
+
+
+def _npz_inputs(path: Path) -> dict[str, np.ndarray] | None:
+    """The ``image`` and ``depth`` arrays of the npz file ``path`` (those it has), or None if it is not an npz file."""
+    try:
+        data = np.load(path)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # an .npy file: one array
+            return None
+        with data:
+            return {name: data[name] for name in INPUT_NAMES if name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def verification_batches(image: np.ndarray, depth: np.ndarray, batch: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -145,38 +180,40 @@ def parse_batch(text: str) -> int | None:
     return int(text)
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one ``error: ...`` line and exit status 2 (no usage block)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message}\n")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint in the release layout")
-    parser.add_argument("--out", required=True, type=Path, help="the ONNX file to write")
+    parser.add_argument("--out", required=True, type=output_file,
+                        help="the ONNX file to write (its folder must exist)")
     parser.add_argument("--batch", type=parse_batch, default=None, metavar="dynamic|N",
                         help="batch dimension: 'dynamic' (default) or a fixed size")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=OPSETS, metavar="N",
                         help=f"ONNX opset, {OPSETS.start}..{OPSETS.stop - 1} (default {DEFAULT_OPSET})")
     parser.add_argument("--embedding", action="store_true", help="also output the embedding")
-    parser.add_argument("--inputs", type=Path, default=DEFAULT_INPUTS, help="npz with 'image' and 'depth' to verify on")
-    parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="largest allowed |ONNX - PyTorch|")
-    parser.add_argument("--timing-runs", type=int, default=10, help="timed runs per runtime (0: no timing)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads of both runtimes")
-    parser.add_argument("--report", type=Path, help="also write the numbers as JSON here")
-    return parser.parse_args(argv)
+    parser.add_argument("--inputs", type=Path, default=None,
+                        help="npz with 'image' and 'depth' to verify on (default: the forward fixture "
+                             f"{DEFAULT_INPUTS}, or seeded random inputs when it is absent)")
+    parser.add_argument("--tolerance", type=positive_float, default=TOLERANCE,
+                        help=f"largest allowed |ONNX - PyTorch|, > 0 (default {TOLERANCE:g})")
+    parser.add_argument("--timing-runs", type=non_negative_int, default=10, help="timed runs per runtime (0: no timing)")
+    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads(), help="CPU threads of both runtimes")
+    parser.add_argument("--report", type=output_file, help="also write the numbers as JSON here (its folder must exist)")
+    args = parser.parse_args(argv)
+    if args.report is not None and args.report.resolve() == args.out.resolve():
+        parser.error(f"--report {args.report}: the same file as --out")
+    return args
 
 
 class VerificationError(Exception):
     """onnxruntime and PyTorch disagree beyond the tolerance."""
 
 
-def export_and_verify(model: nn.Module, args: argparse.Namespace, onnx, onnxruntime) -> dict:
-    """Export to ``args.out`` (installed only once verified), verify, time; return the numbers."""
+def export_and_verify(model: nn.Module, args: argparse.Namespace, inputs: tuple[np.ndarray, np.ndarray, str],
+                      onnx, onnxruntime) -> dict:
+    """Export to ``args.out`` (installed only once verified), verify on ``inputs`` (:func:`verification_inputs`),
+    time; return the numbers."""
     names = output_names(args.embedding)
-    image, depth, source = verification_inputs(args.inputs)
+    image, depth, source = inputs
     report: dict = {"opset": args.opset, "batch": args.batch or DYNAMIC, "outputs": list(names), "inputs": source}
     with atomic_path(args.out) as tmp:
         start = time.perf_counter()
@@ -219,21 +256,22 @@ def main(argv: list[str] | None = None) -> int:
         import onnxruntime
     except ImportError as error:
         print(f"error: {error.name} is not installed (python3 -m pip install onnx onnxruntime)", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     try:
+        inputs = verification_inputs(args.inputs)
         model = load_model(args.checkpoint, torch.device("cpu"))
-    except (CheckpointError, FileNotFoundError) as error:
+    except (InputsError, CheckpointError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     torch.set_num_threads(args.threads)
     try:
-        report = export_and_verify(model, args, onnx, onnxruntime)
-    except VerificationError as error:
+        report = export_and_verify(model, args, inputs, onnx, onnxruntime)
+        print(f"written: {args.out}")
+        if args.report:
+            atomic_write_text(json.dumps(report, indent=2) + "\n", args.report)
+    except (VerificationError, WriteError) as error:  # the paths were checked up front: a full disk, say
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"written: {args.out}")
-    if args.report:
-        atomic_write_text(json.dumps(report, indent=2) + "\n", args.report)
     return 0
 
 

@@ -11,12 +11,14 @@ the *missing* maps (``<stem>.png`` of a ground-truth stem that is absent; all of
 no folder for the set), the *extra* files (anything in the method's set folder that is not the
 map of a ground-truth stem), the *resized* maps (another size than the ground truth: resized
 bilinearly to it, then scored) and the *unreadable* maps (not scored). Unreadable ground-truth
-files are listed per set; their images are scored for no method.
+files are listed per set; their images are scored for no method. A method folder that holds
+images itself and no ``<SET>/`` folder (likely one set's maps) is pointed out with its missing
+set folders.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import cv2
 import numpy as np
 
 from spml.data.errors import DataError
-from spml.data.lists import TEST_FOLDERS, standard_set_order, pair_by_stem
+from spml.data.lists import IMAGE_EXTENSIONS, TEST_FOLDERS, standard_set_order, pair_by_stem
 from spml.evaluation.maps_io import read_ground_truth
 from spml.evaluation.scores import FIELD, SCORE_KEYS, SaliencyScores, ScoreCurves, image_scores, resize_to_ground_truth
 
@@ -62,6 +64,9 @@ class MethodSetResult:
     unreadable: list[str] = field(default_factory=list)
     per_image: dict[str, dict[str, float | int]] | None = None
     scores: SaliencyScores = field(default_factory=lambda: SaliencyScores(FIELD))
+    root_images: int = 0
+    """With a missing ``folder``: the image files directly in its parent, the method's folder,
+    which holds no ``<SET>/`` folder (:func:`root_images`); 0 otherwise."""
 
     def step(self, name: str, pred: np.ndarray, gt: np.ndarray) -> None:
         """Score the map ``name`` against its ground truth, resizing (and recording) a map of another size."""
@@ -95,6 +100,7 @@ class MethodSetResult:
             "extra": self.extra,
             "resized": [{"file": r.file, "map_size": list(r.map_size), "gt_size": list(r.gt_size)} for r in self.resized],
             "unreadable": self.unreadable,
+            "root_images": self.root_images,
         }
 
 
@@ -152,6 +158,14 @@ def ground_truth_files(gt_dir: Path) -> dict[str, Path]:
     return {files["gt"].stem: files["gt"] for files in paired}
 
 
+def root_images(root: Path, set_names: Iterable[str]) -> int:
+    """The image files directly in the method folder ``root`` if it holds no ``<SET>/`` folder of
+    ``set_names`` (it looks like one set's maps, given as ``NAME=DIR``), else 0."""
+    if any((root / name).is_dir() for name in set_names):
+        return 0
+    return sum(1 for path in root.iterdir() if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
+
+
 def method_files(set_dir: Path, stems: Sequence[str]) -> tuple[dict[str, Path], list[str]]:
     """The maps ``<stem>.png`` of the ground-truth ``stems`` found in ``set_dir``, and the names of
     every other entry there (extra files), sorted."""
@@ -179,12 +193,14 @@ def compare_set(
     method_dirs: Mapping[str, Path | None],
     per_image: bool = False,
     advance: Callable[[int], None] = lambda count: None,
+    method_root_images: Mapping[str, int] | None = None,
 ) -> SetResult:
     """Score every method's maps of set ``name`` against ``gt_dir`` (one GT read per image).
 
     ``method_dirs`` maps a method name to the folder of its ``<stem>.png`` maps of this set
     (None or a missing folder: every map is missing); ``advance(1)`` is called after each
-    ground-truth image (progress bars).
+    ground-truth image (progress bars). ``method_root_images``: :func:`root_images` of the
+    methods whose set folders are ``<root>/<SET>``, reported with a missing one.
     """
     gt_files = ground_truth_files(gt_dir)
     methods: dict[str, MethodSetResult] = {}
@@ -192,6 +208,8 @@ def compare_set(
     for method, set_dir in method_dirs.items():
         found = set_dir is not None and set_dir.is_dir()
         result = MethodSetResult(set_dir, found, per_image={} if per_image else None)
+        if set_dir is not None and not found:
+            result.root_images = (method_root_images or {}).get(method, 0)
         maps[method], result.extra = method_files(set_dir, list(gt_files)) if result.found else ({}, [])
         result.missing = [stem + MAP_SUFFIX for stem in gt_files if stem not in maps[method]]
         methods[method] = result
@@ -234,6 +252,10 @@ def problem_lines(result: SetResult) -> list[str]:
             parts.append(f"no folder given for {result.name}: all {len(outcome.missing)} maps missing")
         elif not outcome.found:
             parts.append(f"no folder {outcome.folder}: all {len(outcome.missing)} maps missing")
+            if outcome.root_images:
+                root = outcome.folder.parent
+                parts[-1] += (f" ({root} holds {outcome.root_images} images itself and no <SET>/ folder: "
+                              f"for one set's maps use --method {method}:{result.name}={root})")
         elif outcome.missing:
             parts.append(f"{len(outcome.missing)} missing ({_names(outcome.missing)})")
         if outcome.extra:
