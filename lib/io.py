@@ -124,14 +124,13 @@ def output_folder_problem(folder: str | os.PathLike) -> str | None:
 
 
 def output_file_problem(path: str | os.PathLike) -> str | None:
-    """Why the file ``path`` cannot be written into its folder, which must exist, or None;
-    checked before any work so that a bad output path fails at once. Nothing is created."""
+    """Why the file ``path`` cannot be written (its folder created if needed), or None; checked
+    before any work so that a bad output path fails at once. Nothing is created."""
     path = Path(os.path.abspath(path))
     if path.is_dir():
         return "is a folder"
-    if not path.parent.is_dir():
-        return f"{path.parent} is not a folder" if path.parent.exists() else f"folder {path.parent} not found"
-    return None if _writable(path.parent) else f"folder {path.parent} is read-only (not writable)"
+    problem = output_folder_problem(path.parent)
+    return None if problem is None else f"{path.parent}: {problem}"
 
 
 def _writable(folder: Path) -> bool:

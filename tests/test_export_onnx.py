@@ -156,8 +156,8 @@ def _npz(path: Path, **arrays: np.ndarray) -> str:
     (["--tolerance", "nan"], "error: argument --tolerance: expected a number > 0, got 'nan' (see --help)"),
     (["--timing-runs", "-2"], "error: argument --timing-runs: expected an integer >= 0, got '-2' (see --help)"),
     (["--out", "{tmp}"], "error: argument --out: {tmp}: is a folder (see --help)"),
-    (["--out", "{tmp}/notes.txt/x.onnx"], "error: argument --out: {tmp}/notes.txt/x.onnx: {tmp}/notes.txt is not a folder (see --help)"),
-    (["--report", "{tmp}/notes.txt/r.json"], "error: argument --report: {tmp}/notes.txt/r.json: {tmp}/notes.txt is not a folder (see --help)"),
+    (["--out", "{tmp}/notes.txt/x.onnx"], "error: argument --out: {tmp}/notes.txt/x.onnx: {tmp}/notes.txt: exists and is not a folder (see --help)"),
+    (["--report", "{tmp}/notes.txt/r.json"], "error: argument --report: {tmp}/notes.txt/r.json: {tmp}/notes.txt: exists and is not a folder (see --help)"),
     (["--report", "{tmp}/x.onnx"], "error: --report {tmp}/x.onnx: the same file as --out (see --help)"),
 ])
 def test_bad_arguments_and_inputs_stop_with_one_line_before_anything_is_loaded_or_written(

@@ -136,10 +136,12 @@ def test_output_file_problems_are_found_without_creating_anything(tmp_path):
     read_only.chmod(0o555)
     try:
         assert output_file_problem(tmp_path / "read-only") == "is a folder"
-        assert output_file_problem(read_only / "a.json") == f"folder {read_only} is read-only (not writable)"
-        assert output_file_problem(tmp_path / "file" / "a.json") == f"{tmp_path / 'file'} is not a folder"
-        assert output_file_problem(tmp_path / "new" / "a.json") == f"folder {tmp_path / 'new'} not found"
+        assert output_file_problem(read_only / "a.json") == f"{read_only}: folder is read-only (not writable)"
+        assert output_file_problem(read_only / "new" / "a.json") == (
+            f"{read_only / 'new'}: cannot be created: {read_only} is read-only (not writable)")
+        assert output_file_problem(tmp_path / "file" / "a.json") == f"{tmp_path / 'file'}: exists and is not a folder"
         assert output_file_problem(tmp_path / "file") is None and output_file_problem(tmp_path / "a.json") is None
+        assert output_file_problem(tmp_path / "new" / "a.json") is None  # the folder is created when written
     finally:
         read_only.chmod(0o755)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "read-only"]

@@ -133,8 +133,10 @@ def _training_files(root, stems: list[str]) -> None:
      "--data-root {tmp}/two: 2 training samples make no batch of --batch-size 3"),
     (["loader", "--batch-size", "65"],
      "--batch-size 65: the synthetic dataset of the loader benchmark has 64 samples; give a --data-root with more"),
-    (["train", "--json", "{tmp}/file/speed.json"], "argument --json: {tmp}/file/speed.json: {tmp}/file is not a folder"),
-    (["loader", "--json", "{tmp}/absent/speed.json"], "argument --json: {tmp}/absent/speed.json: folder {tmp}/absent not found"),
+    (["train", "--json", "{tmp}/file/speed.json"],
+     "argument --json: {tmp}/file/speed.json: {tmp}/file: exists and is not a folder"),
+    (["loader", "--json", "{tmp}/file/new/speed.json"],
+     "argument --json: {tmp}/file/new/speed.json: {tmp}/file/new: cannot be created: {tmp}/file is not a folder"),
     (["eval", "--json", "{tmp}/two"], "argument --json: {tmp}/two: is a folder"),
     (["profile", "--trace", "{tmp}/file"], "--trace {tmp}/file: exists and is not a folder"),
 ])

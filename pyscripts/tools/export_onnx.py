@@ -184,7 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint in the release layout")
     parser.add_argument("--out", required=True, type=output_file,
-                        help="the ONNX file to write (its folder must exist)")
+                        help="the ONNX file to write")
     parser.add_argument("--batch", type=parse_batch, default=None, metavar="dynamic|N",
                         help="batch dimension: 'dynamic' (default) or a fixed size")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, choices=OPSETS, metavar="N",
@@ -197,7 +197,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"largest allowed |ONNX - PyTorch|, > 0 (default {TOLERANCE:g})")
     parser.add_argument("--timing-runs", type=non_negative_int, default=10, help="timed runs per runtime (0: no timing)")
     parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads(), help="CPU threads of both runtimes")
-    parser.add_argument("--report", type=output_file, help="also write the numbers as JSON here (its folder must exist)")
+    parser.add_argument("--report", type=output_file, help="also write the numbers as JSON here")
     args = parser.parse_args(argv)
     if args.report is not None and args.report.resolve() == args.out.resolve():
         parser.error(f"--report {args.report}: the same file as --out")
