@@ -109,39 +109,38 @@ def test_temporaries_are_recognised_by_name_and_only_they_are_removed(tmp_path):
     assert remove_stale_temporaries(tmp_path / "absent") == []
 
 
-def test_output_folder_problems_are_found_without_creating_anything(tmp_path):
+@pytest.fixture()
+def file_and_read_only_folder(tmp_path):
+    """``tmp_path`` holding a file ``file`` and a read-only folder ``read-only`` (writable again
+    afterwards); the test must leave nothing else there."""
+    (tmp_path / "file").write_text("x")
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    yield tmp_path / "file", read_only
+    read_only.chmod(0o755)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "read-only"], "nothing created"
+
+
+def test_output_folder_problems_are_found_without_creating_anything(tmp_path, file_and_read_only_folder):
     from lib.io import output_folder_problem
 
-    (tmp_path / "file").write_text("x")
-    read_only = tmp_path / "read-only"
-    read_only.mkdir()
-    read_only.chmod(0o555)
-    try:
-        assert output_folder_problem(tmp_path / "file") == "exists and is not a folder"
-        assert output_folder_problem(read_only) == "folder is read-only (not writable)"
-        assert output_folder_problem(read_only / "a" / "b") == f"cannot be created: {read_only} is read-only (not writable)"
-        assert output_folder_problem(tmp_path / "file" / "out") == f"cannot be created: {tmp_path / 'file'} is not a folder"
-        assert output_folder_problem(tmp_path / "new" / "out") is None and output_folder_problem(tmp_path) is None
-    finally:
-        read_only.chmod(0o755)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "read-only"]
+    file, read_only = file_and_read_only_folder
+    assert output_folder_problem(file) == "exists and is not a folder"
+    assert output_folder_problem(read_only) == "folder is read-only (not writable)"
+    assert output_folder_problem(read_only / "a" / "b") == f"cannot be created: {read_only} is read-only (not writable)"
+    assert output_folder_problem(file / "out") == f"cannot be created: {file} is not a folder"
+    assert output_folder_problem(tmp_path / "new" / "out") is None and output_folder_problem(tmp_path) is None
 
 
-def test_output_file_problems_are_found_without_creating_anything(tmp_path):
+def test_output_file_problems_are_found_without_creating_anything(tmp_path, file_and_read_only_folder):
     from lib.io import output_file_problem
 
-    (tmp_path / "file").write_text("x")
-    read_only = tmp_path / "read-only"
-    read_only.mkdir()
-    read_only.chmod(0o555)
-    try:
-        assert output_file_problem(tmp_path / "read-only") == "is a folder"
-        assert output_file_problem(read_only / "a.json") == f"{read_only}: folder is read-only (not writable)"
-        assert output_file_problem(read_only / "new" / "a.json") == (
-            f"{read_only / 'new'}: cannot be created: {read_only} is read-only (not writable)")
-        assert output_file_problem(tmp_path / "file" / "a.json") == f"{tmp_path / 'file'}: exists and is not a folder"
-        assert output_file_problem(tmp_path / "file") is None and output_file_problem(tmp_path / "a.json") is None
-        assert output_file_problem(tmp_path / "new" / "a.json") is None  # the folder is created when written
-    finally:
-        read_only.chmod(0o755)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "read-only"]
+    file, read_only = file_and_read_only_folder
+    assert output_file_problem(read_only) == "is a folder"
+    assert output_file_problem(read_only / "a.json") == f"{read_only}: folder is read-only (not writable)"
+    assert output_file_problem(read_only / "new" / "a.json") == (
+        f"{read_only / 'new'}: cannot be created: {read_only} is read-only (not writable)")
+    assert output_file_problem(file / "a.json") == f"{file}: exists and is not a folder"
+    assert output_file_problem(file) is None and output_file_problem(tmp_path / "a.json") is None
+    assert output_file_problem(tmp_path / "new" / "a.json") is None  # the folder is created when written
