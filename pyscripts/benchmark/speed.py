@@ -609,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     output, devices, batch, repeats, precisions, train, evaluation, loader = (
         argparse.ArgumentParser(add_help=False) for _ in range(8))
     output.add_argument("--json", type=output_file, default=None, metavar="FILE",
-                        help="also write the results to FILE (in an existing folder)")
+                        help="also write the results to FILE")
     devices.add_argument("--devices", nargs="+", default=_default_devices(), help="default: cpu, and cuda when present")
     batch.add_argument("--batch-size", type=positive_int, default=4, help="training batch (default 4)")
     repeats.add_argument("--repeats", type=positive_int, default=10,
