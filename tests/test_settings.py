@@ -207,8 +207,13 @@ def test_test_score_reads_the_run_and_writes_nothing(tmp_path):
     assert (run.protocol, run.save_dir) == ("release", Path("results") / tmp_path.name / "model-11_release")
     assert tmp_path not in run.save_dir.resolve().parents, "test score never writes into the run folder"
     assert sorted(tmp_path.rglob("*")) == before
-    with pytest.raises(SettingsError, match="no checkpoint"):
+    with pytest.raises(SettingsError, match=rf"^no checkpoint {tmp_path / 'empty'}/stage1/model-\*.pth; set CHECKPOINT"):
         prepare_test_score({"SNAPSHOT_DIR": str(tmp_path / "empty")})
+    # The release's folder (default settings) without the downloaded model: how to fetch it.
+    with pytest.raises(SettingsError, match=r"^no checkpoint snapshots/sod_scribble/.*/stage1/model-\*.pth "
+                                            r"\(`bash bashscripts/download_snapshots.sh model` fetches the released "
+                                            r"model there\); set CHECKPOINT=\.\.\. or SNAPSHOT_DIR=\.\.\.$"):
+        prepare_test_score({})
 
 
 def test_newest_checkpoints(tmp_path):
@@ -305,3 +310,9 @@ def test_a_start_never_overwrites_the_checkpoints_of_a_run(tmp_path):
     assert config_path.read_bytes() == saved
     state.write_bytes(b"")
     assert prepare_training_run({**environment, "RESUME": "1"})[1] is True
+
+
+def test_a_snapshot_dir_that_cannot_hold_files_is_named(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SettingsError, match=rf"^SNAPSHOT_DIR={tmp_path / 'a-file'}: exists and is not a folder$"):
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "a-file")})

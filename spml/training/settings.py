@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from lib.io import output_folder_problem
 from lib.precisions import check_precision_device
 from spml.config import Config, ConfigError, config_from_dict, config_to_dict, default_config, default_joint_passes, \
     describe_accepted, load_config, save_config
@@ -48,6 +49,7 @@ _RESUME_FREE = {"train.num_workers", "train.snapshot_dir"}
 
 
 IMAGENET_DOWNLOAD = "bash bashscripts/download_snapshots.sh localvit"
+RELEASED_MODEL_DOWNLOAD = "bash bashscripts/download_snapshots.sh model"
 
 
 class SettingsError(ValueError):
@@ -170,6 +172,9 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
     config.train.snapshot_dir = str(snapshot_dir)
     config_path = snapshot_dir / CONFIG_NAME
     stage_dir = snapshot_dir / STAGE_DIR
+    problem = output_folder_problem(snapshot_dir)
+    if problem is not None:
+        raise SettingsError(f"SNAPSHOT_DIR={snapshot_dir}: {problem}")
     notes = []
     try:
         check_run_inputs(config, starting=not resume)
@@ -220,7 +225,10 @@ def prepare_test_score(environ: Mapping[str, str]) -> TestScoreRun:
     protocol = _set(environ, "PROTOCOL") or (run_config or config).test.protocol
     checkpoint = _set(environ, "CHECKPOINT") or newest_model_file(snapshot_dir / STAGE_DIR)
     if checkpoint is None:
-        raise SettingsError(f"no checkpoint {snapshot_dir / STAGE_DIR}/model-*.pth; set CHECKPOINT=... or SNAPSHOT_DIR=...")
+        released = (f" (`{RELEASED_MODEL_DOWNLOAD}` fetches the released model there)"
+                    if snapshot_dir == release_snapshot_dir(default_config()) else "")
+        raise SettingsError(f"no checkpoint {snapshot_dir / STAGE_DIR}/model-*.pth{released}; "
+                            f"set CHECKPOINT=... or SNAPSHOT_DIR=...")
     checkpoint = Path(checkpoint)
     save_dir = _set(environ, "SAVE_DIR") or Path(RESULTS_ROOT) / snapshot_dir.name / f"{checkpoint.stem}_{protocol}"
     return TestScoreRun(config_path if run_config else None, checkpoint, Path(save_dir), protocol)
