@@ -3,14 +3,15 @@ line instead of a traceback.
 
 ``deferred_interrupts()`` holds back SIGINT while a group of files is written (a checkpoint's
 model and state file): the interruption takes effect, as ``KeyboardInterrupt``, once the group is
-complete. ``INTERRUPTED`` is the exit status of an interrupted script (128 + SIGINT, as a shell
-reports it).
+complete. ``exit_status(main, program)`` runs a script's ``main`` and answers Ctrl-C with one line.
+``INTERRUPTED`` is the exit status of an interrupted script (128 + SIGINT, as a shell reports it).
 """
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 INTERRUPTED = 128 + signal.SIGINT
@@ -32,3 +33,13 @@ def deferred_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if received:
         raise KeyboardInterrupt
+
+
+def exit_status(main: Callable[[], int | None], program: str) -> int:
+    """``main()``'s exit status (None: 0); on Ctrl-C, the line ``<program>: interrupted`` on stderr
+    and :data:`INTERRUPTED`. Whatever ``main`` cleans up on its way out has been cleaned up then."""
+    try:
+        return main() or 0
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return INTERRUPTED

@@ -230,6 +230,23 @@ def test_an_out_that_cannot_be_written_stops_with_one_line_before_scoring(shared
     assert [path.name for path in tmp_path.iterdir()] == ["file"]
 
 
+def test_ctrl_c_removes_the_out_folder_this_run_created(shared_data_dir: Path, des: Path, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    from pyscripts.benchmark import compare_methods
+
+    real_write = compare_methods.write_set_outputs
+
+    def ctrl_c_after_the_first_set(*args, **kwargs):
+        real_write(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare_methods, "write_set_outputs", ctrl_c_after_the_first_set)
+    with pytest.raises(KeyboardInterrupt):
+        compare_methods.main(["--gt-root", str(shared_data_dir / "rgbd_samples"), "--out", str(tmp_path / "out"),
+                              "--method", f"JLDCF:DES={des / 'pred_JLDCF'}", "--no-progress"])
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow  # runs the tool in a subprocess
 def test_launcher_passes_options_and_fills_defaults(repo_root: Path, des: Path, methods: dict[str, Path],
                                                     tmp_path: Path) -> None:

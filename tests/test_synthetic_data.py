@@ -151,3 +151,17 @@ def test_an_empty_root_is_filled_and_a_failed_write_leaves_nothing(tmp_path, cap
         assert capsys.readouterr().err.endswith(  # after the progress bars
             f"\nerror: cannot write {new_root}/sod/hed/syn_00000.jpg: No space left on device\n")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "empty"] and not any((tmp_path / "empty").iterdir())
+
+
+def test_ctrl_c_leaves_nothing(tmp_path, monkeypatch):
+    write_image = generator.write_image
+
+    def ctrl_c_at_the_second_file(image, path, params):
+        if list(tmp_path.rglob("*.jpg")):
+            raise KeyboardInterrupt
+        write_image(image, path, params)
+
+    monkeypatch.setattr(generator, "write_image", ctrl_c_at_the_second_file)
+    with pytest.raises(KeyboardInterrupt):
+        generator.main(["--root", str(tmp_path / "new"), "--num-train", "2", "--num-test", "1"])
+    assert not list(tmp_path.iterdir())

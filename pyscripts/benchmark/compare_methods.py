@@ -20,7 +20,8 @@ Exit status 2 with one line on stderr for unusable arguments (bad ``--method``, 
 unknown set, an ``--out`` that cannot be written), found before anything is scored; problems
 with individual files are reported, not fatal (a ``NAME=DIR`` folder holding one set's maps
 itself, with no ``<SET>/`` folder, is pointed out with the ``NAME:SET=DIR`` to use). Exit status
-1 when writing fails midway; an ``--out`` this run created is then removed.
+1 when writing fails midway; an ``--out`` this run created is then removed, as on Ctrl-C (one
+line, exit status 130).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lib.cli import USAGE_ERROR, ArgumentParser
+from lib.interrupts import exit_status
 from lib.io import WriteError, atomic_write_text, output_folder_problem
 from spml.data.errors import DataError
 from spml.evaluation.comparison import (
@@ -177,9 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ComparisonError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    except WriteError as error:  # --out was checked up front: a full disk, say
+    except (WriteError, KeyboardInterrupt) as error:  # --out was checked up front: a full disk, say, or Ctrl-C
         if created:  # leave no partial results behind
             shutil.rmtree(args.out, ignore_errors=True)
+        if isinstance(error, KeyboardInterrupt):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 1
     print("\n" + text)
@@ -188,4 +192,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main, "compare_methods.py"))

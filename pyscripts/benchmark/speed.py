@@ -64,6 +64,7 @@ from tqdm import tqdm
 
 from lib.cli import ArgumentParser, non_negative_int, output_file, positive_int
 from lib.distributed import ProcessGroup
+from lib.interrupts import exit_status
 from lib.io import WriteError, atomic_write_text, output_folder_problem
 from lib.precisions import check_precision_device
 from lib.profiling import count_cuda_syncs, count_host_syncs
@@ -736,4 +737,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main, "speed.py"))

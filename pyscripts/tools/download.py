@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 from torch import nn
 
 import network
+from lib.interrupts import exit_status
 from lib.io import current_umask
 from lib.download import (DownloadError, copy_download, extract_archive, gdrive_download, http_download,
                           local_folder, part_path, sniff_content)
@@ -310,4 +311,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main, "download.py"))

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from lib.cli import USAGE_ERROR, ArgumentParser, non_negative_int, output_file, positive_float, positive_int
+from lib.interrupts import exit_status
 from lib.io import WriteError, atomic_path, atomic_write_text
 from network import CheckpointError
 from network.sfnet import INPUT_SIZE
@@ -276,4 +277,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main, "export_onnx.py"))

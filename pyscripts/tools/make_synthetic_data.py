@@ -11,7 +11,7 @@ arguments give identical bytes. Every file is written atomically.
 DIR must be new or an empty folder: scenes left by an earlier run with other counts would be
 picked up by a later scan. A DIR that is not empty, or cannot be created, stops the tool with one
 line and exit status 2 before anything is written; a write that fails midway (a full disk)
-removes what was written (exit status 1).
+removes what was written (exit status 1), and so does Ctrl-C (one line, exit status 130).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lib.cli import ArgumentParser, non_negative_int, positive_int
+from lib.interrupts import exit_status
 from lib.io import WriteError, output_folder_problem
 from spml.data.image_io import write_image
 from spml.data.lists import TEST_FOLDERS, TRAIN_FOLDERS, TestSample, TrainSample, default_train_list, write_train_list
@@ -107,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         write_train_list(train, default_train_list(root), root)
         for split, set_name in enumerate(TEST_SET_NAMES, start=1):
             write_test_split(root / "sod" / "Test" / set_name, split, args.num_test, args.seed)
-    except WriteError as error:
+    except (WriteError, KeyboardInterrupt) as error:
         remove_written(root, created)
+        if isinstance(error, KeyboardInterrupt):
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {args.num_train} training scenes and {len(TEST_SET_NAMES)} test sets "
@@ -118,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main, "make_synthetic_data.py"))
