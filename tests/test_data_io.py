@@ -37,6 +37,15 @@ def test_8bit_depth_and_bilevel_gt_are_read_unchanged(shared_data_dir):
     assert rgb.dtype == np.uint8 and rgb.shape == gt.shape + (3,)
 
 
+def test_float_depth_with_missing_values_is_named_not_scaled(tmp_path):
+    depth = np.linspace(0.5, 4.0, 64, dtype=np.float32).reshape(8, 8)
+    depth[0, 0] = np.nan
+    path = tmp_path / "depth.tif"
+    Image.fromarray(depth).save(path)
+    with pytest.raises(DataError, match=rf"^unusable depth file: {path} \(1 of 64 values are NaN or infinite; "):
+        read_depth(path)
+
+
 @pytest.mark.parametrize("reader", [read_rgb, read_depth, read_gray])
 def test_unreadable_image_names_the_file(tmp_path, reader):
     path = tmp_path / "broken.png"

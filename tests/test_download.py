@@ -194,6 +194,30 @@ def test_localvit_lands_while_a_failing_item_is_reported(tmp_path, mirror, local
     assert [line.split(":")[0] for line in failures] == ["model"]
 
 
+def test_a_bad_file_in_place_is_downloaded_again_and_replaced(tmp_path, mirror, release_checkpoint, capsys):
+    url, files = mirror
+    files["model-109249.pth"] = Served(release_checkpoint)
+    layout = download.Layout(tmp_path)
+    layout.model.parent.mkdir(parents=True)
+    layout.model.write_bytes(b"not a checkpoint")
+    assert _run(tmp_path, url, "model") == 0
+    assert f"{layout.model} is there but fails the check (" in capsys.readouterr().err
+    assert layout.model.read_bytes() == release_checkpoint.read_bytes()
+
+
+def test_a_bad_folder_in_place_is_left_alone_and_named(tmp_path, mirror, capsys):
+    url, files = mirror
+    files["dataset.zip"] = Served(_zip(tmp_path / "dataset.zip", _dataset_members("sod/")))
+    unpacked = tmp_path / "root" / "dataroot" / "sod"
+    unpacked.mkdir(parents=True)
+    (unpacked / "notes.txt").write_text("mine")
+    assert _run(tmp_path / "root", url, "dataset") == 1
+    failure, = [line for line in capsys.readouterr().err.splitlines() if "FAILED" in line]
+    assert failure.startswith(f"dataset: FAILED: {unpacked} is there but fails the check (")
+    assert failure.endswith("move it away to download it again")
+    assert _tree(tmp_path / "root") == ["dataroot", "dataroot/sod", "dataroot/sod/notes.txt"]
+
+
 @pytest.mark.parametrize("served, reason", [
     (lambda files: Served(files["html"]), "HTML page"),
     (lambda files: Served(files["model"], send=files["model"].stat().st_size // 2, ranges=False),

@@ -99,3 +99,15 @@ def test_preprocess_rejects_what_is_not_an_image() -> None:
         hubconf.dhfr_preprocess(np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match="depth: expected an HxW array"):
         hubconf.dhfr_preprocess(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 2), np.uint16))
+
+
+def test_preprocess_names_missing_depth_instead_of_scaling_it_to_garbage() -> None:
+    depth = np.linspace(0.5, 4.0, 64, dtype=np.float32).reshape(8, 8)
+    depth[2, 3], depth[5, 5] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"^depth: 2 of 64 values are NaN or infinite; replace them"):
+        hubconf.dhfr_preprocess(np.zeros((8, 8, 3), np.uint8), depth)
+    with pytest.raises(ValueError, match=r"^depth: 2 of 64 values are NaN or infinite"):
+        hubconf.dhfr_preprocess(np.zeros((8, 8, 3), np.uint8), Image.fromarray(depth))
+    filled = np.nan_to_num(depth, nan=4.0, posinf=4.0)
+    image, depth_input = hubconf.dhfr_preprocess(np.zeros((8, 8, 3), np.uint8), filled)
+    assert torch.isfinite(depth_input).all() and depth_input.shape == (1, 3, 224, 224)

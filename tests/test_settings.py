@@ -3,6 +3,9 @@ launcher variables checked with one line each, a strict resume, a test score tha
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,10 @@ import torch
 from spml.config import ConfigError, default_config, default_joint_passes, load_config, save_config
 from spml.training.layout import CONFIG_NAME, STAGE_DIR, checkpoint_paths, newest_complete_checkpoint, newest_model_file, \
     orphaned_state_files, release_checkpoint, release_snapshot_dir
-from spml.training.settings import SettingsError, config_from_environment, prepare_test_score, prepare_training_run, \
-    setting_changes
+from spml.training.settings import ENVIRONMENT, LAUNCHER_VARIABLES, SettingsError, config_from_environment, \
+    prepare_test_score, prepare_training_run, run_train_list, setting_changes
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 RELEASE_DIR = ("snapshots/sod_scribble/rgbd_sod_sfnet_segsort/p224_dim64_nc6_ki10_lr1e-4_syncbn_false_bs4_gpu0_it109250"
                "_wd5e-4_memsize2_losstypesegsort_segsort_segsort_none_lossconc6_12_16_0_lossw1.0_0.0_0.1_0.0_0.0_0.0_1.0_1.0")
@@ -20,11 +25,18 @@ RELEASE_DIR = ("snapshots/sod_scribble/rgbd_sod_sfnet_segsort/p224_dim64_nc6_ki1
 
 @pytest.fixture(autouse=True)
 def run_inputs_present(tmp_path_factory, monkeypatch) -> Path:
-    """A working folder holding the default data root and ImageNet weights file, which a start checks
-    before it writes anything; returns it."""
+    """A working folder holding the default data root with a one-sample training list, and the ImageNet
+    weights file, which a start checks before it writes anything; returns it."""
     folder = tmp_path_factory.mktemp("working-folder")
     monkeypatch.chdir(folder)
-    (folder / default_config().dataset.data_dir).mkdir()
+    data_root = folder / default_config().dataset.data_dir
+    sample = [f"sod/{name}" for name in ("RGB_Train/a.jpg", "Depth_Train/a.bmp", "scribble_tip/a.png", "hed/a.jpg",
+                                         "contours_sum/a.png")]
+    for path in sample:
+        (data_root / path).parent.mkdir(parents=True)
+        (data_root / path).write_bytes(b"")
+    (data_root / "lists").mkdir()
+    (data_root / "lists" / "train.txt").write_text(" ".join(sample) + "\n")
     weights = folder / default_config().train.pretrained
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"")
@@ -70,6 +82,28 @@ def test_a_bad_value_names_the_variable_and_what_it_accepts(variable, value, mes
     with pytest.raises(SettingsError) as raised:
         config_from_environment({variable: value})
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("misspelt, meant", [("MAX_ITERATIONS", "MAX_ITERATION"), ("DATA_ROOT", "DATAROOT"),
+                                              ("BATCHSIZE", "BATCH_SIZE"), ("NUM_WORKER", "NUM_WORKERS"),
+                                              ("SNAPSHOTDIR", "SNAPSHOT_DIR"), ("RESUMES", "RESUME")])
+def test_a_misspelt_variable_stops_the_launcher_instead_of_being_ignored(misspelt, meant, tmp_path):
+    message = f"{misspelt}=1000: not a setting of the launchers; did you mean {meant}? (unset {misspelt})"
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        config_from_environment({misspelt: "1000"})
+    with pytest.raises(SettingsError, match=misspelt):
+        prepare_training_run({misspelt: "1000", "SNAPSHOT_DIR": str(tmp_path / "run")})
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_launcher_variable_and_ordinary_environment_variables_pass_the_spelling_check():
+    launchers = "\n".join(path.read_text() for path in (REPO_ROOT / "bashscripts").rglob("*.sh"))
+    read_with_default = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-", launchers))
+    assert read_with_default and read_with_default <= set(ENVIRONMENT) | LAUNCHER_VARIABLES
+    ordinary = ("PATH", "HOME", "PAGER", "EDITOR", "PYTHONPATH", "NPROCS_AVAILABLE", "CUDA_VISIBLE_DEVICES",
+                "LOCAL_RANK", "OMP_NUM_THREADS", "DHFR_MIRROR")
+    everything = {name: "" for name in (*ENVIRONMENT, *LAUNCHER_VARIABLES, *ordinary)}
+    assert config_from_environment(everything) == default_config()
 
 
 def test_the_fixed_sizes_may_be_given_at_their_value():
@@ -292,9 +326,39 @@ def test_a_start_without_its_data_or_imagenet_weights_stops_before_anything_is_w
     for path in checkpoint_paths(run / STAGE_DIR, 3):
         path.write_bytes(b"")
     assert prepare_training_run({"SNAPSHOT_DIR": str(run), "PRETRAINED": "none", "RESUME": "1"})[1] is True
-    (run_inputs_present / default_config().dataset.data_dir).rmdir()
+    shutil.rmtree(run_inputs_present / default_config().dataset.data_dir)
     with pytest.raises(SettingsError, match=r"^data root not found: dataroot \(set DATAROOT\)$"):
         prepare_training_run({"SNAPSHOT_DIR": str(run), "PRETRAINED": "none", "RESUME": "1"})
+
+
+def test_a_bad_training_list_stops_the_start_before_its_config_is_written(tmp_path, run_inputs_present):
+    list_path = run_inputs_present / default_config().dataset.data_dir / "lists" / "train.txt"
+    list_path.write_text(list_path.read_text() + "sod/RGB_Train/a.jpg sod/Depth_Train/a.bmp\n")
+    with pytest.raises(SettingsError, match=r"^dataroot/lists/train.txt:2: expected 5 columns"):
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "PRETRAINED": "none"})
+    with pytest.raises(SettingsError, match=rf"^missing data folder: {tmp_path}/sod/RGB_Train$"):
+        prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "PRETRAINED": "none", "DATAROOT": str(tmp_path)})
+    assert not (tmp_path / "run").exists() and not (tmp_path / "lists").exists()
+
+
+def test_an_absent_training_list_is_built_by_the_start_where_the_trainer_reads_it(tmp_path, run_inputs_present):
+    data_root = run_inputs_present / default_config().dataset.data_dir
+    (data_root / "lists" / "train.txt").unlink()
+    config_path, _, notes = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "PRETRAINED": "none"})
+    assert notes == [f"wrote the training list dataroot/lists/train.txt: 1 samples scanned from dataroot"]
+    assert run_train_list(load_config(config_path)) == Path("dataroot/lists/train.txt")
+    assert (data_root / "lists" / "train.txt").read_text().split() == [
+        "sod/RGB_Train/a.jpg", "sod/Depth_Train/a.bmp", "sod/scribble_tip/a.png", "sod/hed/a.jpg", "sod/contours_sum/a.png"]
+
+
+def test_a_read_only_data_root_gets_its_training_list_in_the_snapshot_dir(tmp_path, run_inputs_present, monkeypatch):
+    data_root = run_inputs_present / default_config().dataset.data_dir
+    shutil.rmtree(data_root / "lists")
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: writable(path, mode) and Path(path) != Path("dataroot"))
+    config_path, _, _ = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "PRETRAINED": "none"})
+    assert run_train_list(load_config(config_path)) == tmp_path / "run" / "lists" / "train.txt"
+    assert (tmp_path / "run" / "lists" / "train.txt").is_file() and not (data_root / "lists").exists()
 
 
 def test_a_start_never_overwrites_the_checkpoints_of_a_run(tmp_path):

@@ -147,6 +147,8 @@ def test_bad_input_stops_with_one_line_naming_it(repo_root, dataset, tmp_path, b
     run = launch(repo_root, "cpu", DATAROOT=str(root), SNAPSHOT_DIR=str(tmp_path / "snapshot"),
                  MAX_ITERATION="1", NUM_WORKERS="1")
     assert expected in error_line(run)
+    if break_data is not _bad_scribble:  # a list error: found by the launcher, before it writes the run's config
+        assert not (tmp_path / "snapshot").exists()
 
 
 def test_missing_imagenet_weights_or_data_stop_the_launcher_before_anything_is_written(repo_root, dataset, tmp_path):
@@ -208,6 +210,7 @@ def test_test_score_without_a_checkpoint_names_the_folder(repo_root, tmp_path):
     ("NUM_WORKERS", "-1", "an integer >= 0"), ("CROP_SIZE", "320", "the network takes only 224"),
     ("RESUME", "yes", "0 or 1"), ("PRECISION", "bf16", "needs a CUDA device"), ("JOINT_PASSES", "yes", "0 or 1"),
     ("EAGER", "yes", "0 or 1"), ("COMPILE", "on", "0 or 1"), ("VALIDATE", "no", "0 or 1"),
+    ("MAX_ITERATIONS", "5", "did you mean MAX_ITERATION?"),
 ])
 def test_bad_numbers_stop_the_launcher_with_one_line_naming_the_variable(repo_root, tmp_path, variable, value, accepted):
     run = launch(repo_root, "cpu", SNAPSHOT_DIR=str(tmp_path / "run"), **{variable: value})

@@ -170,7 +170,8 @@ def install_file(destination: Path, source: Source, mirror: str | None,
             verify(destination)
             return f"skipped, already in place and valid: {destination}"
         except DownloadError as error:
-            print(f"{destination} is present but invalid ({error}); downloading again", file=sys.stderr)
+            print(f"{destination} is there but fails the check ({error}); downloading it again "
+                  f"(it is replaced only by a copy that passes)", file=sys.stderr)
     part = part_path(destination)
     with _tidy_on_failure(destination.parent):
         source.fetch(part, mirror)
@@ -192,8 +193,8 @@ def install_archive(destination: Path, source: Source, mirror: str | None,
         try:
             verify(destination)
         except DownloadError as error:
-            raise DownloadError(f"{destination} exists but is not valid ({error}); "
-                                "move it away to download again") from None
+            raise DownloadError(f"{destination} is there but fails the check ({error}); "
+                                "move it away to download it again") from None
         return f"skipped, already in place and valid: {destination}"
     part = part_path(destination.with_name(source.mirror_name))
     with _tidy_on_failure(destination.parent):

@@ -40,14 +40,14 @@ from network.precision import set_float32_precision
 from network.sfnet import INPUT_SIZE
 from spml.config import Config, ConfigError, load_config
 from spml.data import DataError
-from spml.data.lists import default_train_list, ensure_train_list, read_train_list
+from spml.data.lists import ensure_train_list, read_train_list
 from spml.data.validation import validate_training_samples
 from spml.losses import DHFRObjective
 from spml.training.checkpoint import restore_training_checkpoint, save_training_checkpoint, seed_everything
 from spml.training.errors import InputError, TrainingError
 from spml.training.layout import STAGE_DIR, checkpoint_paths, newest_complete_checkpoint, orphaned_state_files
 from spml.training.sampling import make_loader, training_batches
-from spml.training.settings import check_run_inputs
+from spml.training.settings import check_run_inputs, run_train_list
 from spml.training.step import Forward, make_training_state, training_step
 from spml.training.reporting import StepReporter
 
@@ -55,18 +55,12 @@ logger = logging.getLogger("train")
 INPUT_ERRORS = (InputError, ConfigError, DataError, CheckpointError, DeviceUnavailableError)
 
 
-def resolve_train_list(config: Config, snapshot_dir: Path, group: ProcessGroup) -> Path:
-    """The training list: ``dataset.train_list``, else ``<data>/lists/train.txt`` built by scanning
-    if absent (into the snapshot dir when the data root is not writable). Rank 0 builds it."""
-    data_root = Path(config.dataset.data_dir)
-    if config.dataset.train_list:
-        return Path(config.dataset.train_list)
-    list_path = default_train_list(data_root)
-    list_folder = list_path.parent if list_path.parent.is_dir() else data_root
-    if not list_path.is_file() and not os.access(list_folder, os.W_OK):
-        list_path = snapshot_dir / "lists" / "train.txt"
-    if group.is_main:
-        list_path = ensure_train_list(data_root, list_path)
+def resolve_train_list(config: Config, group: ProcessGroup) -> Path:
+    """The training list (:func:`spml.training.settings.run_train_list`), built by scanning if absent
+    (the launcher has built it already). Rank 0 builds it."""
+    list_path = run_train_list(config)
+    if group.is_main and not config.dataset.train_list:
+        ensure_train_list(config.dataset.data_dir, list_path)
     barrier()
     return list_path
 
@@ -144,7 +138,7 @@ def train(config: Config, group: ProcessGroup, resume: bool, eager: bool = False
     if resume_iteration is not None and resume_iteration + 1 >= train_config.max_iteration:
         logger.info("%s already holds the last checkpoint (iteration %d): nothing to do", stage_dir, resume_iteration)
         return
-    list_path = resolve_train_list(config, snapshot_dir, group)
+    list_path = resolve_train_list(config, group)
     if validate:
         check_training_data(config, list_path, stage_dir, group)
     loader, sampler, batches_per_epoch = make_loader(config, group, list_path)

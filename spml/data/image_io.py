@@ -71,8 +71,14 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
 
 
 def scale_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Min-max scale any numeric map to uint8 0..255 (a constant map becomes 0)."""
+    """Min-max scale any numeric map to uint8 0..255 (a constant map becomes 0). NaN or infinite
+    values (missing depth of some sensors) raise ValueError: which value stands for them is the
+    caller's choice."""
     values = values.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise ValueError(f"{values.size - int(finite.sum())} of {values.size} values are NaN or infinite; "
+                         f"replace them with a depth value first (e.g. numpy.nan_to_num)")
     low, high = float(values.min()), float(values.max())
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
@@ -80,18 +86,23 @@ def scale_to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def depth_to_uint8(image: Image.Image) -> np.ndarray:
-    """HxW uint8 depth of an opened image; wider-than-8-bit depth is min-max scaled per image (docs/method.md §3.1)."""
+    """HxW uint8 depth of an opened image; wider-than-8-bit depth is min-max scaled per image (docs/method.md §3.1)
+    with :func:`scale_to_uint8`, which refuses NaN or infinite values (ValueError)."""
     if image.mode in _WIDE_DEPTH_MODES:
         return scale_to_uint8(np.asarray(image))
     return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
 def read_depth(path: str | os.PathLike) -> np.ndarray:
-    """HxW uint8 depth read with :func:`depth_to_uint8`; the scaling of wide depth is logged once per file."""
+    """HxW uint8 depth read with :func:`depth_to_uint8`; the scaling of wide depth is logged once per file.
+    A float depth file with NaN or infinite values raises DataError naming it."""
     image = _open(path)
     if image.mode in _WIDE_DEPTH_MODES:
         log_repair_once(path, f"{image.mode} depth min-max scaled to 0..255")
-    return depth_to_uint8(image)
+    try:
+        return depth_to_uint8(image)
+    except ValueError as error:
+        raise DataError(f"unusable depth file: {path} ({error})") from None
 
 
 def read_scribble(path: str | os.PathLike) -> np.ndarray:

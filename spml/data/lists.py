@@ -50,6 +50,16 @@ def default_train_list(data_root: str | os.PathLike) -> Path:
     return Path(data_root) / "lists" / "train.txt"
 
 
+def train_list_location(data_root: str | os.PathLike, spare_folder: str | os.PathLike) -> Path:
+    """Where a run finds or builds its training list: :func:`default_train_list`, unless that file
+    is absent and cannot be written (read-only data); then ``<spare_folder>/lists/train.txt``."""
+    list_path = default_train_list(data_root)
+    folder = list_path.parent if list_path.parent.is_dir() else Path(data_root)
+    if not list_path.is_file() and not os.access(folder, os.W_OK):
+        return Path(spare_folder) / "lists" / "train.txt"
+    return list_path
+
+
 # ----------------------------------------------------------------------------- reading
 
 def _read_rows(list_path: Path, data_root: Path, allowed_columns: Sequence[int],

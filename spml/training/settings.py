@@ -7,6 +7,7 @@ a resume checks them against the run's saved config; a test score only reads.
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from lib.io import output_folder_problem
 from lib.precisions import check_precision_device
 from spml.config import Config, ConfigError, config_from_dict, config_to_dict, default_config, default_joint_passes, \
     describe_accepted, load_config, save_config
+from spml.data.errors import DataError
+from spml.data.lists import ensure_train_list, read_train_list, train_list_location
 from spml.training.errors import InputError
 from spml.training.layout import CONFIG_NAME, RESULTS_ROOT, STAGE_DIR, newest_complete_checkpoint, newest_model_file, \
     release_snapshot_dir
@@ -43,6 +46,18 @@ ENVIRONMENT = {
     "JOINT_PASSES": "train.joint_passes",
     "PRETRAINED": "train.pretrained",
 }
+# The other variables the launchers (bashscripts/) and fill_config.py read.
+LAUNCHER_VARIABLES = frozenset({
+    "RESUME", "RESUME_ALLOW_CHANGES", "EAGER", "COMPILE", "VALIDATE", "SNAPSHOT_DIR",  # training
+    "CHECKPOINT", "SAVE_DIR", "PROTOCOL", "TEST_BATCH_SIZE", "TEST_NUM_WORKERS",      # test score
+    "CROP_SIZE", "EMBEDDING_DIM", "MIXED_PRECISION",  # the release's, checked by config_from_environment
+    "NPROC", "PYTHON", "GT_ROOT", "OUT_DIR",
+    "DEMO_GPU", "DEMO_DIR", "DEMO_ITERATIONS", "DEMO_BATCH_SIZE", "DEMO_LR", "DEMO_NUM_TRAIN", "DEMO_NUM_TEST",
+})
+MISSPELLING_SIMILARITY = 0.85
+"""``difflib`` similarity from which an unknown variable is taken for a misspelt launcher variable
+(``MAX_ITERATIONS``, ``DATA_ROOT``, ``BATCHSIZE`` and ``NUM_WORKER`` score 0.94–0.96; ordinary
+environment variables such as ``PAGER`` score at most 0.8 against any launcher variable)."""
 _TEXT_KEYS = {"dataset.data_dir", "train.pretrained"}
 # Keys that do not change what a run computes: they may differ on resume.
 _RESUME_FREE = {"train.num_workers", "train.snapshot_dir"}
@@ -68,6 +83,31 @@ def check_run_inputs(config: Config, starting: bool) -> None:
     if starting and pretrained != "none" and not Path(pretrained).is_file():
         raise InputError(f"ImageNet weights not found: {pretrained}; download them with `{IMAGENET_DOWNLOAD}`, "
                          f"or set PRETRAINED=none to train from scratch")
+
+
+def run_train_list(config: Config) -> Path:
+    """The run's training list: ``dataset.train_list`` if the config names one, else the data root's
+    ``lists/train.txt`` (in the snapshot dir when the data root is read-only and has none;
+    :func:`spml.data.lists.train_list_location`)."""
+    if config.dataset.train_list:
+        return Path(config.dataset.train_list)
+    return train_list_location(config.dataset.data_dir, config.train.snapshot_dir)
+
+
+def _prepare_train_list(config: Config) -> list[str]:
+    """Read the run's training list, built first by scanning the data root when absent, as the
+    trainer would; a bad list raises :class:`SettingsError` naming its line. Returns a note on a
+    list built here."""
+    list_path = run_train_list(config)
+    build = not config.dataset.train_list and not list_path.is_file()
+    try:
+        if build:
+            ensure_train_list(config.dataset.data_dir, list_path)
+        samples = read_train_list(list_path, config.dataset.data_dir)
+    except DataError as error:
+        raise SettingsError(str(error)) from None
+    return [f"wrote the training list {list_path}: {len(samples)} samples scanned from {config.dataset.data_dir}"
+            ] if build else []
 
 
 def _fixed_sizes() -> dict[str, int]:
@@ -103,9 +143,22 @@ def _parse(name: str, key: str, raw: str) -> object:
     return [value, value] if key == "network.kmeans_num_clusters" else value
 
 
+def check_spelling(environ: Mapping[str, str]) -> None:
+    """Raise :class:`SettingsError` for a variable that is no launcher variable but close to one
+    (``MAX_ITERATIONS=1000`` would otherwise be ignored, and the run take the default)."""
+    known = set(ENVIRONMENT) | LAUNCHER_VARIABLES
+    for name in sorted(set(environ) - known):
+        match = difflib.get_close_matches(name, known, n=1, cutoff=MISSPELLING_SIMILARITY)
+        if match:
+            raise SettingsError(f"{name}={environ[name]}: not a setting of the launchers; did you mean {match[0]}? "
+                                f"(unset {name})")
+
+
 def config_from_environment(environ: Mapping[str, str]) -> Config:
     """The defaults with every set :data:`ENVIRONMENT` variable applied; one bad value raises
-    :class:`SettingsError` naming the variable and what it accepts."""
+    :class:`SettingsError` naming the variable and what it accepts, as does a misspelt variable
+    (:func:`check_spelling`)."""
+    check_spelling(environ)
     for name, size in _fixed_sizes().items():
         if _set(environ, name) not in (None, str(size)):
             raise SettingsError(f"{name}={environ[name]}: the network takes only {size} (unset {name})")
@@ -156,7 +209,9 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
     (``RESUME_ALLOW_CHANGES=1`` accepts changes and rewrites the config). ``PRECISION`` other
     than fp32 needs ``device_type`` ``cuda``; unset ``JOINT_PASSES`` takes the default for
     ``device_type`` (:func:`spml.config.default_joint_passes`); the data root and the ImageNet weights
-    of a start must be there (:func:`check_run_inputs`). Nothing is written when a check fails.
+    of a start must be there (:func:`check_run_inputs`), and the training list must read without
+    error (built by scanning when absent, :func:`run_train_list`). Nothing is written when a check
+    fails.
     """
     resume, allow_changes = flag(environ, "RESUME"), flag(environ, "RESUME_ALLOW_CHANGES")
     config = config_from_environment(environ)
@@ -175,7 +230,6 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
     problem = output_folder_problem(snapshot_dir)
     if problem is not None:
         raise SettingsError(f"SNAPSHOT_DIR={snapshot_dir}: {problem}")
-    notes = []
     try:
         check_run_inputs(config, starting=not resume)
     except InputError as error:
@@ -184,10 +238,11 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
     if not resume and existing is not None:
         raise SettingsError(f"{stage_dir} already holds a run's checkpoints (newest {existing.name}), which a new "
                             f"run would overwrite; RESUME=1 continues that run, or set SNAPSHOT_DIR to another folder")
+    if resume and newest_complete_checkpoint(stage_dir) is None:
+        raise SettingsError(f"RESUME=1: no complete checkpoint (model-<iter>.pth with its .state.pth) in {stage_dir}"
+                            f"; check SNAPSHOT_DIR and the settings that name the folder")
+    notes, saved = [], None
     if resume:
-        if newest_complete_checkpoint(stage_dir) is None:
-            raise SettingsError(f"RESUME=1: no complete checkpoint (model-<iter>.pth with its .state.pth) in {stage_dir}"
-                                f"; check SNAPSHOT_DIR and the settings that name the folder")
         try:
             saved = load_config(config_path)
         except ConfigError as error:
@@ -198,9 +253,9 @@ def prepare_training_run(environ: Mapping[str, str], processes: int = 1,
                                 f"set them as before, or RESUME_ALLOW_CHANGES=1 to resume with the new ones")
         if changes:
             notes.append(f"resuming with changed settings: {', '.join(changes)}")
-        if saved == config:
-            return config_path, True, notes
-    save_config(config, config_path)
+    notes += _prepare_train_list(config)
+    if saved != config:
+        save_config(config, config_path)
     return config_path, resume, notes
 
 
