@@ -345,7 +345,7 @@ def test_an_absent_training_list_is_built_by_the_start_where_the_trainer_reads_i
     data_root = run_inputs_present / default_config().dataset.data_dir
     (data_root / "lists" / "train.txt").unlink()
     config_path, _, notes = prepare_training_run({"SNAPSHOT_DIR": str(tmp_path / "run"), "PRETRAINED": "none"})
-    assert notes == [f"wrote the training list dataroot/lists/train.txt: 1 samples scanned from dataroot"]
+    assert notes == [f"wrote the training list {data_root}/lists/train.txt: 1 sample(s) scanned from {data_root}"]
     assert run_train_list(load_config(config_path)) == Path("dataroot/lists/train.txt")
     assert (data_root / "lists" / "train.txt").read_text().split() == [
         "sod/RGB_Train/a.jpg", "sod/Depth_Train/a.bmp", "sod/scribble_tip/a.png", "sod/hed/a.jpg", "sod/contours_sum/a.png"]

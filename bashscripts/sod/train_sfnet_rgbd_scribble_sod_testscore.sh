@@ -15,8 +15,8 @@ cd "$REPO_ROOT"
 
 settings=$("$PYTHON" pyscripts/tools/fill_config.py test-score --device "$DEVICE") || exit $?
 eval "$settings"
-echo "checkpoint: $CHECKPOINT"
-echo "results: $SAVE_DIR"
+echo "checkpoint: $(realpath -m -- "$CHECKPOINT")"
+echo "results: $(realpath -m -- "$SAVE_DIR")"
 
 score_args=(--checkpoint "$CHECKPOINT" --save-dir "$SAVE_DIR" --protocol "$PROTOCOL" --device "$DEVICE")
 if [ -n "$CONFIG" ]; then score_args+=(--config "$CONFIG"); fi

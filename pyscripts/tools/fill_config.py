@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             config, resume, notes = prepare_training_run(os.environ, args.processes, args.device)
             for note in notes:
                 print(note, file=sys.stderr)
-            print(f"snapshot directory: {config.parent}", file=sys.stderr)
+            print(f"snapshot directory: {config.parent.absolute()}", file=sys.stderr)
             print(_assignments({"CONFIG": config, "RESUME": int(resume), **launch}))
         else:
             run = prepare_test_score(os.environ)

@@ -106,8 +106,8 @@ def _prepare_train_list(config: Config) -> list[str]:
         samples = read_train_list(list_path, config.dataset.data_dir)
     except DataError as error:
         raise SettingsError(str(error)) from None
-    return [f"wrote the training list {list_path}: {len(samples)} samples scanned from {config.dataset.data_dir}"
-            ] if build else []
+    return [f"wrote the training list {list_path.absolute()}: {len(samples)} sample(s) scanned from "
+            f"{Path(config.dataset.data_dir).absolute()}"] if build else []
 
 
 def _fixed_sizes() -> dict[str, int]:
