@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from spml.training.settings import misspelt_variables
+
 # Launchers started by any test run this interpreter, activated virtual environment or not.
 os.environ["PYTHON"] = sys.executable
+# A variable of this machine's environment that the launchers would take for a misspelt setting
+# (say COMPILER, close to COMPILE) must not stop the tests' launchers: the tests set what they need.
+for _name in misspelt_variables(os.environ):
+    del os.environ[_name]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"

@@ -17,6 +17,8 @@ from spml.training.layout import CONFIG_NAME, STAGE_DIR, checkpoint_paths, newes
 from spml.training.settings import ENVIRONMENT, LAUNCHER_VARIABLES, SettingsError, config_from_environment, \
     prepare_test_score, prepare_training_run, run_train_list, setting_changes
 
+from training_runs import list_unreadable_sample
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 RELEASE_DIR = ("snapshots/sod_scribble/rgbd_sod_sfnet_segsort/p224_dim64_nc6_ki10_lr1e-4_syncbn_false_bs4_gpu0_it109250"
@@ -29,14 +31,7 @@ def run_inputs_present(tmp_path_factory, monkeypatch) -> Path:
     weights file, which a start checks before it writes anything; returns it."""
     folder = tmp_path_factory.mktemp("working-folder")
     monkeypatch.chdir(folder)
-    data_root = folder / default_config().dataset.data_dir
-    sample = [f"sod/{name}" for name in ("RGB_Train/a.jpg", "Depth_Train/a.bmp", "scribble_tip/a.png", "hed/a.jpg",
-                                         "contours_sum/a.png")]
-    for path in sample:
-        (data_root / path).parent.mkdir(parents=True)
-        (data_root / path).write_bytes(b"")
-    (data_root / "lists").mkdir()
-    (data_root / "lists" / "train.txt").write_text(" ".join(sample) + "\n")
+    list_unreadable_sample(folder / default_config().dataset.data_dir)
     weights = folder / default_config().train.pretrained
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"")

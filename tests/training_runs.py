@@ -23,6 +23,19 @@ def make_dataset(repo_root: Path, root: Path) -> Path:
     return root
 
 
+def list_unreadable_sample(data_root: Path) -> list[str]:
+    """A training list of one sample whose five files exist but are empty (nothing can decode them),
+    for checks that must stop a run before any file is read; returns the list's entries."""
+    sample = [f"sod/{name}" for name in ("RGB_Train/a.jpg", "Depth_Train/a.bmp", "scribble_tip/a.png", "hed/a.jpg",
+                                         "contours_sum/a.png")]
+    for path in sample:
+        (data_root / path).parent.mkdir(parents=True)
+        (data_root / path).write_bytes(b"")
+    (data_root / "lists").mkdir()
+    (data_root / "lists" / "train.txt").write_text(" ".join(sample) + "\n")
+    return sample
+
+
 def launcher_environment(**env: str) -> dict[str, str]:
     """This environment with this interpreter as the launchers' ``PYTHON``, ``SMALL_RUN`` and ``env``."""
     return {**os.environ, "PYTHON": sys.executable, **SMALL_RUN, **env}

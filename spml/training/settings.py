@@ -143,15 +143,21 @@ def _parse(name: str, key: str, raw: str) -> object:
     return [value, value] if key == "network.kmeans_num_clusters" else value
 
 
-def check_spelling(environ: Mapping[str, str]) -> None:
-    """Raise :class:`SettingsError` for a variable that is no launcher variable but close to one
-    (``MAX_ITERATIONS=1000`` would otherwise be ignored, and the run take the default)."""
+def misspelt_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """``{name: launcher variable it is close to}`` for each variable of ``environ`` that is no
+    launcher variable but has :data:`MISSPELLING_SIMILARITY` to one, in name order."""
     known = set(ENVIRONMENT) | LAUNCHER_VARIABLES
-    for name in sorted(set(environ) - known):
-        match = difflib.get_close_matches(name, known, n=1, cutoff=MISSPELLING_SIMILARITY)
-        if match:
-            raise SettingsError(f"{name}={environ[name]}: not a setting of the launchers; did you mean {match[0]}? "
-                                f"(unset {name})")
+    near = {name: difflib.get_close_matches(name, known, n=1, cutoff=MISSPELLING_SIMILARITY)
+            for name in sorted(set(environ) - known)}
+    return {name: match[0] for name, match in near.items() if match}
+
+
+def check_spelling(environ: Mapping[str, str]) -> None:
+    """Raise :class:`SettingsError` for the first of :func:`misspelt_variables` (``MAX_ITERATIONS=1000``
+    would otherwise be ignored, and the run take the default)."""
+    for name, meant in misspelt_variables(environ).items():
+        raise SettingsError(f"{name}={environ[name]}: not a setting of the launchers; did you mean {meant}? "
+                            f"(unset {name})")
 
 
 def config_from_environment(environ: Mapping[str, str]) -> Config:
