@@ -20,7 +20,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 import torch
