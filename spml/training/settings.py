@@ -55,9 +55,10 @@ LAUNCHER_VARIABLES = frozenset({
     "DEMO_GPU", "DEMO_DIR", "DEMO_ITERATIONS", "DEMO_BATCH_SIZE", "DEMO_LR", "DEMO_NUM_TRAIN", "DEMO_NUM_TEST",
 })
 MISSPELLING_SIMILARITY = 0.85
-"""``difflib`` similarity from which an unknown variable is taken for a misspelt launcher variable
-(``MAX_ITERATIONS``, ``DATA_ROOT``, ``BATCHSIZE`` and ``NUM_WORKER`` score 0.94–0.96; ordinary
-environment variables such as ``PAGER`` score at most 0.8 against any launcher variable)."""
+"""``difflib`` similarity from which an unknown variable is taken for a misspelt launcher variable:
+``MAX_ITERATIONS``, ``DATA_ROOT``, ``BATCHSIZE`` and ``NUM_WORKER`` score 0.94–0.96, ``PAGER``
+0.8 (against ``EAGER``). A shell's own variable this close, such as ``COMPILER`` (0.93 against
+``COMPILE``), is refused too; the message says to unset it."""
 _TEXT_KEYS = {"dataset.data_dir", "train.pretrained"}
 # Keys that do not change what a run computes: they may differ on resume.
 _RESUME_FREE = {"train.num_workers", "train.snapshot_dir"}
