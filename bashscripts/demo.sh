@@ -44,22 +44,18 @@ DEMO_LR=${DEMO_LR:-1e-3}
 DEMO_NUM_TRAIN=${DEMO_NUM_TRAIN:-40}
 DEMO_NUM_TEST=${DEMO_NUM_TEST:-4}
 data=$DEMO_DIR/data
-# The numbers, and the spelling of the variables the launchers read, are checked before anything is generated.
+# The spelling of the variables the launchers read, and the numbers, are checked before anything is generated.
+"$PYTHON" -m pyscripts.tools.fill_config spelling || exit 2
 "$PYTHON" - "$0" "$DEMO_ITERATIONS" "$DEMO_BATCH_SIZE" "$DEMO_NUM_TRAIN" "$DEMO_NUM_TEST" "$DEMO_LR" <<'PY' || exit 2
-import argparse, os, sys
+import argparse, sys
 from lib.cli import positive_float, positive_int
-from spml.training.settings import SettingsError, check_spelling
 program, *values = sys.argv[1:]
 names = ("DEMO_ITERATIONS", "DEMO_BATCH_SIZE", "DEMO_NUM_TRAIN", "DEMO_NUM_TEST", "DEMO_LR")
-try:
-    check_spelling(os.environ)
-    for name, value, parse in zip(names, values, (positive_int,) * 4 + (positive_float,)):
-        try:
-            parse(value)
-        except argparse.ArgumentTypeError as error:
-            raise SettingsError(f"{name}={value}: {error}") from None
-except SettingsError as error:
-    sys.exit(f"{program}: error: {error}")
+for name, value, parse in zip(names, values, (positive_int,) * 4 + (positive_float,)):
+    try:
+        parse(value)
+    except argparse.ArgumentTypeError as error:
+        sys.exit(f"{program}: error: {name}={value}: {error}")
 PY
 
 step() { printf '\n=== [%4ds] %s\n' $((SECONDS - start)) "$*"; }

@@ -13,6 +13,7 @@ if [ -n "${CHECKPOINT:-}" ]; then CHECKPOINT=$(realpath -m -- "$CHECKPOINT"); fi
 shift 3
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+"$PYTHON" -m pyscripts.tools.fill_config spelling || exit 2   # CHECKPOINTS=... would use the released model
 if [ -z "${CHECKPOINT:-}" ]; then
   CHECKPOINT=$("$PYTHON" -m spml.training.layout release-checkpoint)
   if [ ! -e "$CHECKPOINT" ]; then

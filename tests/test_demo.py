@@ -22,14 +22,15 @@ def test_a_device_the_demo_cannot_use_stops_it_before_anything_is_written(repo_r
 
 
 @pytest.mark.parametrize("variables, message", [
-    ({"DEMO_ITERATION": "5"}, "DEMO_ITERATION=5: not a setting of the launchers; did you mean DEMO_ITERATIONS? "
+    ({"DEMO_ITERATION": "5"}, "error: DEMO_ITERATION=5: not a setting of the launchers; did you mean DEMO_ITERATIONS? "
                               "(unset DEMO_ITERATION)"),
-    ({"DEMO_ITERATIONS": "five"}, "DEMO_ITERATIONS=five: expected a positive integer, got 'five'"),
-    ({"DEMO_NUM_TEST": "0"}, "DEMO_NUM_TEST=0: expected a positive integer, got '0'"),
-    ({"DEMO_LR": "0"}, "DEMO_LR=0: expected a number > 0, got '0'"),
+    ({"DEMO_ITERATIONS": "five"}, "bashscripts/demo.sh: error: DEMO_ITERATIONS=five: expected a positive integer, "
+                                  "got 'five'"),
+    ({"DEMO_NUM_TEST": "0"}, "bashscripts/demo.sh: error: DEMO_NUM_TEST=0: expected a positive integer, got '0'"),
+    ({"DEMO_LR": "0"}, "bashscripts/demo.sh: error: DEMO_LR=0: expected a number > 0, got '0'"),
 ])
 def test_a_bad_or_misspelt_variable_stops_the_demo_before_anything_is_written(repo_root, tmp_path, variables, message):
-    _assert_refused(repo_root, tmp_path, {"DEMO_GPU": "cpu", **variables}, f"bashscripts/demo.sh: error: {message}")
+    _assert_refused(repo_root, tmp_path, {"DEMO_GPU": "cpu", **variables}, message)
 
 
 def _assert_refused(repo_root, tmp_path, variables: dict[str, str], message: str) -> None:

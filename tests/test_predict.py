@@ -165,6 +165,18 @@ def test_the_launcher_without_the_released_model_says_how_to_get_it(repo_root: P
     assert _tree(tmp_path) == ["bashscripts", "bashscripts/predict.sh"]
 
 
+def test_the_launcher_stops_on_a_misspelt_checkpoint_variable_instead_of_taking_the_released_model(
+        repo_root: Path, tmp_path: Path) -> None:
+    environment = {**os.environ, "PYTHON": sys.executable, "CHECKPOINTS": str(tmp_path / "mine.pth")}
+    process = subprocess.run(["bash", "bashscripts/predict.sh", "rgb", "depth", str(tmp_path / "out")], cwd=repo_root,
+                             env=environment, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2
+    assert process.stderr.strip().splitlines() == [
+        f"error: CHECKPOINTS={tmp_path / 'mine.pth'}: not a setting of the launchers; did you mean CHECKPOINT? "
+        f"(unset CHECKPOINTS)"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_ctrl_c_stops_with_one_line_saying_what_was_written(
     pairs: tuple[Path, Path], deterministic_checkpoint: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

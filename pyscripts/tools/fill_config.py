@@ -9,6 +9,9 @@ assignments for the launcher to ``eval``.
     python3 pyscripts/tools/fill_config.py test-score [--device cpu|cuda]
         checks that torch sees a GPU for cuda; writes nothing; prints CONFIG (the run's, or
         empty), CHECKPOINT, SAVE_DIR, PROTOCOL
+    python3 pyscripts/tools/fill_config.py spelling
+        only checks that no variable is a misspelt launcher variable (the demo and predict
+        launchers; train and test-score check it too); prints nothing
 
 Errors: one line on stderr, exit status 2.
 """
@@ -22,7 +25,7 @@ import os
 import shlex
 
 from spml.config import ConfigError
-from spml.training.settings import SettingsError, flag, prepare_test_score, prepare_training_run
+from spml.training.settings import SettingsError, check_spelling, flag, prepare_test_score, prepare_training_run
 
 
 def _assignments(values: dict[str, object]) -> str:
@@ -48,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     test_score.set_defaults(processes=1)  # scores on one GPU
     for command in (train, test_score):
         command.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the launcher's DEVICE")
+    commands.add_parser("spelling").set_defaults(device=None)
     args = parser.parse_args(argv)
     try:
         if args.device == "cuda":
             _check_gpus(args.processes)
-        if args.command == "train":
+        if args.command == "spelling":
+            check_spelling(os.environ)
+        elif args.command == "train":
             # How to run, not what to compute: checked before the run's config is written.
             launch = {"EAGER": int(flag(os.environ, "EAGER")), "COMPILE": int(flag(os.environ, "COMPILE")),
                       "VALIDATE": int(flag({"VALIDATE": os.environ.get("VALIDATE") or "1"}, "VALIDATE"))}
