@@ -72,15 +72,14 @@ def _depth_u8(depth: ImageLike) -> np.ndarray:
     """HxW uint8 depth; wider than 8 bits (16-bit, integer or float) is min-max scaled to 0..255
     as the data pipeline does with 16-bit depth files (docs/method.md §3.1). NaN or infinite
     depth raises ValueError (fill it first)."""
-    if not isinstance(depth, Image.Image):
+    try:
+        if isinstance(depth, Image.Image):
+            return _depth_to_uint8(depth)
         depth = np.asarray(depth)
         if depth.ndim == 3 and depth.shape[2] in (3, 4) and depth.dtype == np.uint8:
             return np.asarray(Image.fromarray(depth).convert("L"))
         if depth.ndim != 2:
-            raise ValueError(f"depth: expected an HxW array (or HxWx3 uint8) or a PIL image, got {list(depth.shape)}")
-    try:
-        if isinstance(depth, Image.Image):
-            return _depth_to_uint8(depth)
+            raise ValueError(f"expected an HxW array (or HxWx3 uint8) or a PIL image, got {list(depth.shape)}")
         return depth if depth.dtype == np.uint8 else _scale_to_uint8(depth)
     except ValueError as error:
         raise ValueError(f"depth: {error}") from None

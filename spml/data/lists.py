@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from lib.io import atomic_write_text
+from lib.io import atomic_write_text, output_file_problem
 from spml.config import TEST_SETS
 from spml.data.errors import DataError, logger
 
@@ -52,10 +52,10 @@ def default_train_list(data_root: str | os.PathLike) -> Path:
 
 def train_list_location(data_root: str | os.PathLike, spare_folder: str | os.PathLike) -> Path:
     """Where a run finds or builds its training list: :func:`default_train_list`, unless that file
-    is absent and cannot be written (read-only data); then ``<spare_folder>/lists/train.txt``."""
+    is absent and cannot be written (read-only data, :func:`lib.io.output_file_problem`); then
+    ``<spare_folder>/lists/train.txt``."""
     list_path = default_train_list(data_root)
-    folder = list_path.parent if list_path.parent.is_dir() else Path(data_root)
-    if not list_path.is_file() and not os.access(folder, os.W_OK):
+    if not list_path.is_file() and output_file_problem(list_path) is not None:
         return Path(spare_folder) / "lists" / "train.txt"
     return list_path
 
